@@ -1,0 +1,50 @@
+"""Packaging for txconnpool."""
+
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+
+with open(os.path.join(here, "txconnpool", "_version.py")) as f:
+    version = {}
+    exec(f.read(), version)
+
+with open(os.path.join(here, "README.rst"), encoding="utf-8") as f:
+    longDescription = f.read()
+
+setup(
+    name="txconnpool",
+    version=version["__version__"],
+    description="Connection pools for Twisted clients and connection limits for Twisted servers.",
+    long_description=longDescription,
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    packages=find_packages(include=["txconnpool", "txconnpool.*"]),
+    package_data={"txconnpool": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "Twisted>=23.10.0",
+        "attrs>=22.2.0",
+        "zope.interface>=5.0",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=7",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6",
+            "treq>=23.11.0",
+            "mypy>=1.8",
+            "mypy-zope>=1.0",
+            "ruff>=0.4",
+            "sphinx>=7",
+        ],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Typing :: Typed",
+    ],
+)

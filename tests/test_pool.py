@@ -1,0 +1,913 @@
+"""
+Unit tests of txconnpool.Pool: synchronous, on a clock, over fake endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock
+
+from txconnpool import (
+    ConnectionLostError,
+    NoSuchCommand,
+    Pool,
+    PoolClosedError,
+    PooledClientFactory,
+    PoolStats,
+    ServerUnavailableError,
+)
+
+from .helpers import Recorder, assertNoResult, failureOf, makePool, resultOf
+
+
+def test_requestOpensConnectionAndFiresWithResult() -> None:
+    """
+    The first request opens a connection and fires with the protocol method's result.
+    """
+    h = makePool()
+    d = h.pool.performRequest("ask", 1)
+    assert len(h.endpoint.attempts) == 1
+    assertNoResult(d)
+    proto = h.connect()
+    assert h.attemptFor(proto).transport.value() == b"1\n"
+    proto.answer("one")
+    assert resultOf(d) == "one"
+    assert h.pool.poolStats() == PoolStats(
+        busy=0, idle=1, connecting=0, waiting=0, maxClients=2,
+        created=1, closed=0, requests=1, failedRequests=0,
+    )
+
+
+def test_idleConnectionIsReused() -> None:
+    """
+    A request made while a connection is idle uses it instead of opening another.
+    """
+    h = makePool()
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    d2 = h.pool.performRequest("ask", 2)
+    assert len(h.endpoint.attempts) == 1
+    proto.answer()
+    assert resultOf(d2) == 2
+
+
+def test_nonDeferredResult() -> None:
+    """
+    A protocol method that returns a plain value fires the request with that value.
+    """
+    h = makePool()
+    d = h.pool.performRequest("plain", 7)
+    h.connect()
+    assert resultOf(d) == ("plain", 7)
+
+
+def test_requestsBeyondMaxClientsWaitInOrder() -> None:
+    """
+    With maxClients connections open or opening, further requests wait and are served first
+    in, first out.
+    """
+    h = makePool(maxClients=2)
+    ds = [h.pool.performRequest("ask", i) for i in range(6)]
+    assert len(h.endpoint.attempts) == 2
+    assert h.pool.poolStats().connecting == 2
+    assert h.pool.poolStats().waiting == 6
+    p1 = h.connect()
+    p2 = h.connect()
+    assert [v for v, _ in p1.asked + p2.asked] == [0, 1]
+    served = []
+    for d in ds:
+        d.addCallback(served.append)
+    p2.answer()
+    p2.answer()
+    p1.answer()
+    p1.answer()
+    p2.answer()
+    p1.answer()
+    assert served == [1, 2, 0, 4, 3, 5]
+    assert h.attemptFor(p1).transport.value() == b"0\n4\n5\n"
+    assert h.attemptFor(p2).transport.value() == b"1\n2\n3\n"
+    assert len(h.endpoint.attempts) == 2
+
+
+def test_connectingConnectionsCountTowardTheCap() -> None:
+    """
+    Connection attempts in progress count toward maxClients, so a burst opens no more than
+    maxClients connections.
+    """
+    h = makePool(maxClients=3)
+    for i in range(10):
+        h.pool.performRequest("ask", i)
+    assert len(h.endpoint.attempts) == 3
+    assert h.pool.poolStats().waiting == 10
+
+
+def test_failedRequestFreesItsConnection() -> None:
+    """
+    A request that fails hands its error to the caller and returns its connection to the pool.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    proto.reject(KeyError("nope"))
+    failureOf(d1, KeyError)
+    proto.answer()
+    assert resultOf(d2) == 2
+    stats = h.pool.poolStats()
+    assert (stats.idle, stats.busy, stats.failedRequests, stats.closed) == (1, 0, 1, 0)
+
+
+def test_queuedRequestErrorReachesItsCaller() -> None:
+    """
+    A request that waited in the queue and then failed delivers its error to its own caller.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    proto.reject(RuntimeError("second failed"))
+    assert "second failed" in str(failureOf(d2, RuntimeError).value)
+
+
+def test_methodRaisingSynchronously() -> None:
+    """
+    A protocol method that raises fails the request with that exception and frees the
+    connection.
+    """
+    h = makePool(maxClients=1)
+    d = h.pool.performRequest("boom")
+    h.connect()
+    failureOf(d, ValueError)
+    assert h.pool.poolStats().idle == 1
+
+
+def test_unknownMethodFailsWithNoSuchCommand() -> None:
+    """
+    Asking for a method the protocol class lacks fails at once with NoSuchCommand, without
+    opening a connection.
+    """
+    h = makePool()
+    f = failureOf(h.pool.performRequest("nonexistent"), NoSuchCommand)
+    assert "nonexistent" in str(f.value)
+    assert isinstance(f.value, AttributeError)
+    assert h.endpoint.attempts == []
+    assert h.pool.poolStats().failedRequests == 1
+
+
+def test_unknownInstanceMethodFailsWithNoSuchCommand() -> None:
+    """
+    A protocol answering attribute lookups dynamically gets NoSuchCommand when the connected
+    instance turns out not to have the method, and its connection stays usable.
+    """
+
+    class Dynamic(Recorder):
+        def __getattr__(self, name: str) -> Any:
+            raise AttributeError(name)
+
+    h = makePool(maxClients=1, protocolClass=Dynamic)
+    d = h.pool.performRequest("missing")
+    h.connect()
+    failureOf(d, NoSuchCommand)
+    assert h.pool.poolStats().idle == 1
+
+
+def test_methodNameMustBeAString() -> None:
+    """
+    A method name that is not a string raises TypeError.
+    """
+    h = makePool()
+    with pytest.raises(TypeError, match="method must be a str"):
+        h.pool.performRequest(b"ask")  # type: ignore[arg-type]
+
+
+def test_lostConnectionFailsRequestInFlight() -> None:
+    """
+    A connection lost with a request in flight fails that request with ConnectionLostError,
+    carrying the reason, and is never used again.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    h.attemptFor(proto).lose(ConnectionLost("reset"))
+    f = failureOf(d1, ConnectionLostError)
+    assert isinstance(f.value.__cause__, ConnectionLost)
+    assert len(h.endpoint.attempts) == 2
+    proto2 = h.connect()
+    assert proto2 is not proto
+    proto2.answer()
+    assert resultOf(d2) == 2
+    assert proto.asked == []
+    assert h.pool.poolStats().closed == 1
+
+
+def test_connectionDoneInFlightIsAFailure() -> None:
+    """
+    A clean close by the server while a request is in flight still fails the request.
+    """
+    h = makePool()
+    d = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    h.attemptFor(proto).lose(ConnectionDone())
+    failureOf(d, ConnectionLostError)
+
+
+def test_protocolThatForgetsPendingRequestsOnLoss() -> None:
+    """
+    When the protocol does not fail its own pending request on connection loss, the pool
+    fails it, exactly once.
+    """
+
+    class Forgetful(Recorder):
+        def connectionLost(self, reason: Any = None) -> None:
+            pass
+
+    h = makePool(protocolClass=Forgetful)
+    d = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    h.attemptFor(proto).lose()
+    failureOf(d, ConnectionLostError)
+    proto.answer("late")
+    assert h.pool.poolStats().failedRequests == 1
+
+
+def test_lostIdleConnectionIsNotHandedOut() -> None:
+    """
+    An idle connection that the server closed is dropped and the next request gets a new one.
+    """
+    h = makePool()
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    h.attemptFor(proto).lose()
+    assert h.pool.poolStats().idle == 0
+    d2 = h.pool.performRequest("ask", 2)
+    assert len(h.endpoint.attempts) == 2
+    h.connect().answer()
+    assert resultOf(d2) == 2
+
+
+def test_cancelQueuedRequest() -> None:
+    """
+    Cancelling a queued request removes it from the queue and fails it with CancelledError;
+    it never reaches a connection.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    d3 = h.pool.performRequest("ask", 3)
+    d2.cancel()
+    failureOf(d2, CancelledError)
+    assert h.pool.poolStats().waiting == 2
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    assert [v for v, _ in proto.asked] == [3]
+    proto.answer()
+    assert resultOf(d3) == 3
+    assert h.pool.poolStats().failedRequests == 1
+
+
+def test_cancelManyQueuedRequests() -> None:
+    """
+    Cancelling most of a long queue keeps the count right and serves the rest in order.
+    """
+    h = makePool(maxClients=1)
+    ds = [h.pool.performRequest("echo", i) for i in range(500)]
+    for i, d in enumerate(ds):
+        if i % 5:
+            d.cancel()
+    assert h.pool.poolStats().waiting == 100
+    h.connect()
+    assert [resultOf(d) for d in ds[::5]] == list(range(0, 500, 5))
+    assert h.pool.poolStats().waiting == 0
+
+
+def test_cancelInFlightRequestDiscardsConnection() -> None:
+    """
+    Cancelling a request in flight fails it with CancelledError and discards its connection,
+    whose reply can no longer be trusted.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    d1.cancel()
+    failureOf(d1, CancelledError)
+    attempt = h.attemptFor(proto)
+    assert attempt.transport.disconnecting
+    h.clock.advance(0)
+    assert len(h.endpoint.attempts) == 2
+    proto2 = h.connect()
+    proto2.answer()
+    assert resultOf(d2) == 2
+    assert h.pool.poolStats().closed == 1
+
+
+def test_cancelWhileConnectingCancelsTheAttempt() -> None:
+    """
+    Cancelling the only request waiting on a new connection cancels the connection attempt.
+    """
+    h = makePool()
+    d = h.pool.performRequest("ask", 1)
+    d.cancel()
+    failureOf(d, CancelledError)
+    assert h.endpoint.attempts[0].cancelled
+    assert h.pool.poolStats().connecting == 0
+    assert h.pool.poolStats().waiting == 0
+
+
+def test_connectFailureFailsWaitersWhenNothingElseCanServeThem() -> None:
+    """
+    When the only connection attempt fails, the waiting requests fail with
+    ServerUnavailableError instead of hanging, and a later request tries again.
+    """
+    h = makePool(maxClients=1)
+    ds = [h.pool.performRequest("ask", i) for i in range(3)]
+    h.endpoint.attempts[0].fail(ConnectionRefusedError())
+    for d in ds:
+        f = failureOf(d, ServerUnavailableError)
+        assert isinstance(f.value.__cause__, ConnectionRefusedError)
+    d = h.pool.performRequest("ask", 4)
+    assert len(h.endpoint.attempts) == 2
+    h.connect().answer()
+    assert resultOf(d) == 4
+
+
+def test_connectFailureLeavesWaitersForOpenConnections() -> None:
+    """
+    A failed connection attempt does not fail waiting requests that an open connection will
+    serve.
+    """
+    h = makePool(maxClients=2)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    d2 = h.pool.performRequest("ask", 2)
+    h.endpoint.pending()[0].fail()
+    assertNoResult(d2)
+    proto.answer()
+    proto.answer()
+    assert (resultOf(d1), resultOf(d2)) == (1, 2)
+
+
+def test_hundredThousandQueuedRequestsServedInOrder() -> None:
+    """
+    100,000 queued requests completing synchronously are all served, in order, without
+    recursion.
+    """
+    h = makePool(maxClients=1)
+    order: list[int] = []
+    ds = [h.pool.performRequest("echo", i) for i in range(100_000)]
+    for d in ds:
+        d.addCallback(order.append)
+    h.connect()
+    assert order == list(range(100_000))
+    assert h.pool.poolStats().requests == 100_000
+
+
+def test_requestsMadeFromCallbacksDoNotRecurse() -> None:
+    """
+    A chain of 50,000 requests, each made from the previous one's callback while the pool is
+    dispatching and completing synchronously, runs without growing the stack.
+    """
+    h = makePool(maxClients=1)
+    seen: list[int] = []
+
+    def next_(value: int) -> None:
+        seen.append(value)
+        if value < 50_000:
+            h.pool.performRequest("echo", value + 1).addCallback(next_)
+
+    h.pool.performRequest("echo", 1).addCallback(next_)
+    h.connect()
+    assert seen == list(range(1, 50_001))
+
+
+def test_callbackRequestsQueueBehindWaiters() -> None:
+    """
+    A request made from a callback waits behind the requests already queued.
+    """
+    h = makePool(maxClients=1)
+    order: list[str] = []
+    d1 = h.pool.performRequest("ask", "a")
+    d2 = h.pool.performRequest("ask", "b")
+    d1.addCallback(lambda _: h.pool.performRequest("ask", "c").addCallback(order.append))
+    d2.addCallback(order.append)
+    proto = h.connect()
+    proto.answer()
+    proto.answer()
+    proto.answer()
+    assert order == ["b", "c"]
+
+
+def test_acquireGivesExclusiveUse() -> None:
+    """
+    A connection checked out with acquire() serves no other request until released.
+    """
+    h = makePool(maxClients=1)
+    da = h.pool.acquire()
+    proto = h.connect()
+    assert resultOf(da) is proto
+    d = h.pool.performRequest("ask", 1)
+    assert proto.asked == []
+    assert h.pool.poolStats().busy == 1
+    h.pool.release(proto)
+    assert [v for v, _ in proto.asked] == [1]
+    proto.answer()
+    assert resultOf(d) == 1
+
+
+def test_releaseErrors() -> None:
+    """
+    Releasing a protocol that is not checked out raises ValueError.
+    """
+    h = makePool(maxClients=1)
+    da = h.pool.acquire()
+    proto = h.connect()
+    resultOf(da)
+    with pytest.raises(ValueError, match="not checked out"):
+        h.pool.release(Recorder())
+    h.pool.release(proto)
+    with pytest.raises(ValueError, match="not checked out"):
+        h.pool.release(proto)
+
+
+def test_releaseAfterConnectionLost() -> None:
+    """
+    Releasing a checked-out connection that was lost meanwhile is allowed, and the slot is
+    free again.
+    """
+    h = makePool(maxClients=1)
+    da = h.pool.acquire()
+    proto = h.connect()
+    resultOf(da)
+    h.attemptFor(proto).lose()
+    assert h.pool.poolStats().busy == 0
+    h.pool.release(proto)
+    with pytest.raises(ValueError):
+        h.pool.release(proto)
+
+
+def test_discardClosesCheckedOutConnection() -> None:
+    """
+    discard() closes a checked-out connection instead of reusing it.
+    """
+    h = makePool(maxClients=1)
+    da = h.pool.acquire()
+    proto = h.connect()
+    resultOf(da)
+    d = h.pool.performRequest("ask", 1)
+    h.pool.discard(proto)
+    assert h.attemptFor(proto).transport.disconnecting
+    assert len(h.endpoint.attempts) == 2
+    h.connect().answer()
+    assert resultOf(d) == 1
+
+
+def test_connectionContextManagerReleases() -> None:
+    """
+    Leaving an async with pool.connection() block normally, or with an ordinary exception,
+    gives the connection back.
+    """
+    h = makePool(maxClients=1)
+
+    async def use() -> Any:
+        async with h.pool.connection() as proto:
+            assert h.pool.poolStats().busy == 1
+            return await proto.echo("x")
+
+    d = Deferred.fromCoroutine(use())
+    h.connect()
+    assert resultOf(d) == "x"
+    assert h.pool.poolStats().idle == 1
+
+    async def fail() -> None:
+        async with h.pool.connection():
+            raise KeyError("app error")
+
+    failureOf(Deferred.fromCoroutine(fail()), KeyError)
+    assert h.pool.poolStats().idle == 1
+    assert h.pool.poolStats().closed == 0
+
+
+def test_connectionContextManagerDiscardsBrokenConnection() -> None:
+    """
+    Leaving an async with pool.connection() block with a connection error discards the
+    connection.
+    """
+    h = makePool(maxClients=1)
+
+    async def use() -> None:
+        async with h.pool.connection() as proto:
+            await proto.ask(1)
+
+    d = Deferred.fromCoroutine(use())
+    proto = h.connect()
+    proto.reject(ConnectionLost("gone"))
+    failureOf(d, ConnectionLost)
+    stats = h.pool.poolStats()
+    assert (stats.idle, stats.busy, stats.closed) == (0, 0, 1)
+    assert h.attemptFor(proto).transport.disconnecting
+
+
+def test_closeFailsNewAndQueuedAndLetsInFlightFinish() -> None:
+    """
+    close() fails new and queued requests with PoolClosedError, lets requests in flight
+    finish, and fires once every connection is closed.
+    """
+    h = makePool(maxClients=1)
+    inFlight = h.pool.performRequest("ask", 1)
+    queued = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    closed = h.pool.close()
+    failureOf(queued, PoolClosedError)
+    failureOf(h.pool.performRequest("ask", 3), PoolClosedError)
+    failureOf(h.pool.acquire(), PoolClosedError)
+    assertNoResult(closed)
+    proto.answer()
+    assert resultOf(inFlight) == 1
+    assert h.attemptFor(proto).transport.disconnecting
+    assertNoResult(closed)
+    h.clock.advance(0)
+    assert resultOf(closed) is None
+    assert resultOf(h.pool.close()) is None
+    assert h.clock.getDelayedCalls() == []
+    assert "closed" in repr(h.pool)
+
+
+def test_closeCancelsConnectionAttempts() -> None:
+    """
+    close() cancels connection attempts in progress and fires without waiting for them.
+    """
+    h = makePool()
+    d = h.pool.performRequest("ask", 1)
+    closed = h.pool.close()
+    failureOf(d, PoolClosedError)
+    assert h.endpoint.attempts[0].cancelled
+    assert resultOf(closed) is None
+
+
+def test_closeWaitsForCheckedOutConnection() -> None:
+    """
+    close() waits for a checked-out connection to be released, then closes it.
+    """
+    h = makePool()
+    da = h.pool.acquire()
+    proto = h.connect()
+    resultOf(da)
+    closed = h.pool.close()
+    second = h.pool.close()
+    h.clock.advance(0)
+    assertNoResult(closed)
+    h.pool.release(proto)
+    h.clock.advance(0)
+    resultOf(closed)
+    resultOf(second)
+
+
+def test_closeTimeoutDropsConnectionsStillBusy() -> None:
+    """
+    close(timeout) drops connections still busy after the timeout, failing their requests.
+    """
+    h = makePool()
+    d = h.pool.performRequest("ask", 1)
+    h.connect()
+    closed = h.pool.close(timeout=2.0)
+    h.clock.advance(1.9)
+    assertNoResult(closed)
+    h.clock.advance(0.1)
+    h.clock.advance(0)
+    failureOf(d, ConnectionLostError)
+    resultOf(closed)
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_reactorShutdownClosesPoolWithoutHanging() -> None:
+    """
+    The pool registers a before-shutdown trigger that closes it, dropping busy connections
+    after shutdownTimeout so shutdown cannot hang.
+    """
+    h = makePool(shutdownTimeout=3.0)
+    triggers = h.clock.triggers["before"]["shutdown"]
+    assert len(triggers) == 1
+    d = h.pool.performRequest("ask", 1)
+    h.connect()
+    trigger, args, kwargs = triggers[0]
+    closing = trigger(*args, **kwargs)
+    assertNoResult(closing)
+    h.clock.advance(3.0)
+    h.clock.advance(0)
+    failureOf(d, ConnectionLostError)
+    resultOf(closing)
+
+
+def test_closeRemovesShutdownTrigger() -> None:
+    """
+    An explicitly closed pool removes its shutdown trigger, so closed pools are not kept.
+    """
+    h = makePool()
+    assert h.clock.triggers["before"]["shutdown"]
+    h.pool.close()
+    assert h.clock.triggers["before"]["shutdown"] == []
+
+
+def test_poolStatsAndRepr() -> None:
+    """
+    poolStats() counts busy, idle, connecting and waiting, and repr() shows them with the
+    address.
+    """
+    h = makePool(maxClients=2)
+    ds = [h.pool.performRequest("ask", i) for i in range(3)]
+    p1 = h.connect()
+    stats = h.pool.poolStats()
+    assert (stats.busy, stats.idle, stats.connecting, stats.waiting) == (1, 0, 1, 2)
+    text = repr(h.pool)
+    assert "busy=1 idle=0 connecting=1 waiting=2 maxClients=2" in text
+    p1.answer()
+    p1.answer()
+    p1.answer()
+    p2 = h.connect()
+    assert p2.asked == []
+    for d in ds:
+        resultOf(d)
+    stats = h.pool.poolStats()
+    assert (stats.busy, stats.idle, stats.created, stats.requests) == (0, 2, 2, 3)
+    with pytest.raises(AttributeError):
+        stats.busy = 5  # type: ignore[misc]
+
+
+def test_prepareConnectionHookDelaysReadiness() -> None:
+    """
+    A factory's prepareConnection Deferred holds the connection back until it fires.
+    """
+    handshakes: list[Deferred[object]] = []
+
+    class Handshaking(PooledClientFactory):
+        def prepareConnection(self, protocol: Any) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            handshakes.append(d)
+            return d
+
+    h = makePool(factoryBase=Handshaking)
+    d = h.pool.performRequest("echo", 1)
+    h.connect()
+    assertNoResult(d)
+    assert h.pool.poolStats().connecting == 1
+    handshakes[0].callback(None)
+    assert resultOf(d) == 1
+
+
+def test_prepareConnectionFailureDropsConnection() -> None:
+    """
+    A failed handshake closes the connection and counts as a failed connection attempt.
+    """
+
+    class Refusing(PooledClientFactory):
+        def prepareConnection(self, protocol: Any) -> Deferred[object]:
+            raise PermissionError("bad password")
+
+    h = makePool(factoryBase=Refusing, maxClients=1)
+    d = h.pool.performRequest("echo", 1)
+    proto = h.connect()
+    f = failureOf(d, ServerUnavailableError)
+    assert "bad password" in str(f.value)
+    assert h.attemptFor(proto).transport.disconnecting
+    h.clock.advance(0)
+    assert h.pool.poolStats() == PoolStats(
+        busy=0, idle=0, connecting=0, waiting=0, maxClients=1,
+        created=0, closed=0, requests=1, failedRequests=1,
+    )
+
+
+class LegacyProtocol(Recorder):
+    """
+    A protocol written to the txconnpool 0.1.1 contract.
+    """
+
+    factory: Any = None
+
+    def connectionMade(self) -> None:
+        Recorder.connectionMade(self)
+        self.factory.connectionPool.clientFree(self)
+        if self.factory.deferred is not None:
+            self.factory.deferred.callback(self)
+            self.factory.deferred = None
+
+
+class LegacyFactory(PooledClientFactory):
+    """
+    A factory written to the txconnpool 0.1.1 contract.
+    """
+
+    protocol = LegacyProtocol
+
+
+def test_legacyReadinessContract() -> None:
+    """
+    A protocol that calls clientFree and fires factory.deferred in connectionMade, as
+    txconnpool 0.1.1 asked, is used once and only once per request.
+    """
+    h = makePool(protocolClass=LegacyProtocol, factoryBase=LegacyFactory)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    assert [v for v, _ in proto.asked] == [1]
+    assert h.built[-1].factory.deferred is None
+    proto.answer()
+    assert resultOf(d1) == 1
+    d2 = h.pool.performRequest("ask", 2)
+    proto.answer()
+    assert resultOf(d2) == 2
+    assert h.pool.poolStats().created == 1
+
+
+def test_legacyFactoryWithoutSuperInit() -> None:
+    """
+    A factory subclass whose __init__ does not call the base class still gets a readiness
+    Deferred.
+    """
+
+    class NoSuper(PooledClientFactory):
+        def __init__(self) -> None:
+            pass
+
+    h = makePool(factoryBase=NoSuper)
+    d = h.pool.performRequest("echo", 5)
+    h.connect()
+    assert resultOf(d) == 5
+
+
+def test_legacyClientBusyFreeGone() -> None:
+    """
+    clientBusy takes an idle connection out of service until clientFree, and clientGone
+    removes a connection for good.
+    """
+    h = makePool(maxClients=1)
+    d0 = h.pool.performRequest("echo", 0)
+    proto = h.connect()
+    resultOf(d0)
+    h.pool.clientBusy(proto)
+    d = h.pool.performRequest("echo", 1)
+    assertNoResult(d)
+    h.pool.clientFree(proto)
+    assert resultOf(d) == 1
+    h.pool.clientGone(proto)
+    assert h.attemptFor(proto).transport.disconnecting
+    assert h.pool.poolStats().idle == 0
+    h.pool.clientGone(object())
+    h.pool.clientFree(object())
+
+
+def test_suggestMaxClients() -> None:
+    """
+    Growing maxClients serves waiters at once; shrinking closes idle connections now and busy
+    ones when they come back.
+    """
+    h = makePool(maxClients=1)
+    ds = [h.pool.performRequest("ask", i) for i in range(3)]
+    p1 = h.connect()
+    h.pool.suggestMaxClients(3)
+    assert len(h.endpoint.attempts) == 3
+    p2 = h.connect()
+    p3 = h.connect()
+    h.pool.suggestMaxClients(1)
+    assert h.pool.poolStats().maxClients == 1
+    p1.answer()
+    assert h.attemptFor(p1).transport.disconnecting
+    p2.answer()
+    assert h.attemptFor(p2).transport.disconnecting
+    p3.answer()
+    assert not h.attemptFor(p3).transport.disconnecting
+    assert [resultOf(d) for d in ds] == [0, 1, 2]
+    stats = h.pool.poolStats()
+    assert (stats.idle, stats.busy, stats.closed) == (1, 0, 2)
+    with pytest.raises(ValueError):
+        h.pool.suggestMaxClients(0)
+
+
+def test_suggestMaxClientsClosesIdleNow() -> None:
+    """
+    Shrinking maxClients below the number of idle connections closes the surplus at once.
+    """
+    h = makePool(maxClients=2)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    p1, p2 = h.connect(), h.connect()
+    p1.answer()
+    p2.answer()
+    resultOf(d1)
+    resultOf(d2)
+    h.pool.suggestMaxClients(1)
+    assert h.pool.poolStats().idle == 1
+    assert h.pool.poolStats().closed == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("tcp:127.0.0.1:11211", "tcp:127.0.0.1:11211"),
+        ("unix:/tmp/mc.sock", "unix:/tmp/mc.sock"),
+        (IPv4Address("TCP", "127.0.0.1", 11211), "tcp:127.0.0.1:11211"),
+        (IPv4Address("TCP", "", 11211), "tcp:127.0.0.1:11211"),
+        (IPv6Address("TCP", "::1", 11211), "tcp6:[::1]:11211"),
+        (UNIXAddress("/tmp/mc.sock"), "unix:/tmp/mc.sock"),
+    ],
+)
+def test_addressForms(address: object, shown: str) -> None:
+    """
+    Endpoint strings and the legacy address objects are accepted and shown in repr().
+    """
+    pool: Pool[Any] = Pool(address, reactor=MemoryReactorClock())
+    assert shown in repr(pool)
+
+
+def test_legacyAddressConnectsThroughTheReactor() -> None:
+    """
+    A legacy IPv4Address connects with the reactor's connectTCP to its host and port.
+    """
+    reactor = MemoryReactorClock()
+    pool: Pool[Any] = Pool(IPv4Address("TCP", "127.0.0.1", 11211), reactor=reactor)
+    pool.acquire()
+    assert [(host, port) for host, port, *_ in reactor.tcpClients] == [("127.0.0.1", 11211)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"serverAddress": 11211}, TypeError, "serverAddress"),
+        ({"serverAddress": "nonsense:foo"}, ValueError, "serverAddress"),
+        ({"maxClients": 0}, ValueError, "maxClients"),
+        ({"maxClients": "5"}, TypeError, "maxClients"),
+        ({"maxClients": True}, TypeError, "maxClients"),
+        ({"shutdownTimeout": -1}, ValueError, "shutdownTimeout"),
+        ({"shutdownTimeout": "1"}, TypeError, "shutdownTimeout"),
+    ],
+)
+def test_constructorRejectsBadArguments(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    """
+    Bad constructor arguments raise TypeError or ValueError naming the argument.
+    """
+    arguments: dict[str, Any] = {"serverAddress": "tcp:127.0.0.1:11211"}
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        Pool(reactor=MemoryReactorClock(), **arguments)
+
+
+def test_everyDeferredFiresOnceUnderMixedFailures() -> None:
+    """
+    Requests hit by a mix of answers, errors, cancellation and connection loss each fire
+    exactly once and leave no connection busy.
+    """
+    h = makePool(maxClients=2)
+    fired: dict[int, int] = {}
+    ds = []
+    for i in range(8):
+        d = h.pool.performRequest("ask", i)
+        d.addBoth(lambda r, i=i: fired.__setitem__(i, fired.get(i, 0) + 1))
+        ds.append(d)
+    p1, p2 = h.connect(), h.connect()
+    p1.answer()
+    p2.reject(KeyError("x"))
+    ds[5].cancel()
+    h.attemptFor(p1).lose()
+    p2.answer()
+    h.connect().answer()
+    p2.answer()
+    for _ in range(4):
+        for proto in h.built:
+            if proto.asked:
+                proto.answer()
+    assert fired == {i: 1 for i in range(8)}
+    stats = h.pool.poolStats()
+    assert (stats.busy, stats.waiting, stats.connecting) == (0, 0, 0)
+
+
+class _Plain(Protocol):
+    """
+    An ordinary protocol with no pool-specific code.
+    """
+
+    def hello(self) -> Deferred[str]:
+        return succeed("hi")
+
+
+def test_ordinaryProtocolNeedsNoPoolCode() -> None:
+    """
+    A plain protocol is ready as soon as connectionMade has run.
+    """
+    h = makePool(protocolClass=_Plain)
+    d = h.pool.performRequest("hello")
+    h.connect()
+    assert resultOf(d) == "hi"

@@ -1,0 +1,217 @@
+"""
+The pool's records of its connections and requests, and the protocol wrapper that tells the
+pool when a connection is made and lost.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import interfaces
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import directlyProvides
+
+if TYPE_CHECKING:
+    from .pool import Pool, PooledClientFactory
+
+
+class State(Enum):
+    """
+    Where a connection is in its life.
+    """
+
+    CONNECTING = "connecting"
+    IDLE = "idle"
+    BUSY = "busy"
+    GONE = "gone"
+
+
+class Request:
+    """
+    One call of C{performRequest} (C{method} is the name) or C{acquire} (C{method} is L{None}).
+
+    @ivar deferred: The L{Deferred} handed to the caller.
+    @ivar connection: The connection serving the request, once it has one.
+    @ivar done: Whether C{deferred} has been, or is being, fired or cancelled.
+    """
+
+    __slots__ = ("args", "connection", "deferred", "done", "kwargs", "method")
+
+    def __init__(
+        self,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deferred: Deferred[Any],
+    ) -> None:
+        self.method = method
+        self.args = args
+        self.kwargs = kwargs
+        self.deferred = deferred
+        self.connection: Connection | None = None
+        self.done = False
+
+
+class Connection:
+    """
+    One connection of a pool, from its connection attempt to its end.
+
+    @ivar factory: The user's factory that built the protocol.
+    @ivar ready: The readiness L{Deferred} (the factory's C{deferred} when it was made).
+    @ivar attempt: The endpoint's connection attempt, while it is pending.
+    @ivar protocol: The user's protocol, once it is built.
+    @ivar transport: The transport, once connected.
+    @ivar current: The request in flight or the checkout holding the connection.
+    @ivar lost: Whether the transport reported the connection lost.
+    """
+
+    __slots__ = (
+        "attempt",
+        "current",
+        "factory",
+        "lost",
+        "protocol",
+        "ready",
+        "state",
+        "transport",
+    )
+
+    def __init__(self, factory: PooledClientFactory, ready: Deferred[Any]) -> None:
+        self.factory: Any = factory
+        self.ready = ready
+        self.attempt: Deferred[Any] | None = None
+        self.protocol: Any = None
+        self.transport: Any = None
+        self.current: Request | None = None
+        self.state = State.CONNECTING
+        self.lost = False
+
+    def close(self, abort: bool = False) -> None:
+        """
+        Close the transport, if there is one and it is still open.
+
+        @param abort: Drop the connection at once, discarding unsent data, rather than after
+            writing what is buffered.
+        """
+        transport = self.transport
+        if transport is None or self.lost:
+            return
+        if abort and hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+
+_FORWARDED_INTERFACES = (
+    interfaces.IHalfCloseableProtocol,
+    interfaces.IFileDescriptorReceiver,
+    interfaces.IHandshakeListener,
+)
+
+
+class PoolProtocol(Protocol):
+    """
+    Carries a user's protocol for the pool: events pass straight through to it, and the pool
+    hears when the connection is made and lost. The user's protocol gets the real transport.
+    """
+
+    def __init__(self, pool: Pool[Any], connection: Connection, wrapped: Any) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._wrapped = wrapped
+        provided = [i for i in _FORWARDED_INTERFACES if i.providedBy(wrapped)]
+        if provided:
+            directlyProvides(self, *provided)
+
+    def logPrefix(self) -> str:
+        """
+        Use the wrapped protocol's log prefix.
+        """
+        if interfaces.ILoggingContext.providedBy(self._wrapped):
+            prefix: str = self._wrapped.logPrefix()
+            return prefix
+        name: str = self._wrapped.__class__.__name__
+        return name
+
+    def makeConnection(self, transport: Any) -> None:
+        """
+        Connect the wrapped protocol, then let the pool judge whether it is ready.
+        """
+        self.connected = True
+        self.transport = transport
+        self._pool._connectionMade(self._connection, self._wrapped, transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Pass received bytes to the wrapped protocol.
+        """
+        self._wrapped.dataReceived(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Tell the wrapped protocol, and the pool, that the connection is gone.
+        """
+        self.connected = False
+        self._pool._connectionLost(self._connection, reason)
+
+    def readConnectionLost(self) -> None:
+        """
+        Pass a half-close to the wrapped protocol.
+        """
+        self._wrapped.readConnectionLost()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Pass a half-close to the wrapped protocol.
+        """
+        self._wrapped.writeConnectionLost()
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        """
+        Pass a received file descriptor to the wrapped protocol.
+        """
+        self._wrapped.fileDescriptorReceived(descriptor)
+
+    def handshakeCompleted(self) -> None:
+        """
+        Pass the end of a TLS handshake to the wrapped protocol.
+        """
+        self._wrapped.handshakeCompleted()
+
+
+class PoolFactory(Factory):
+    """
+    The factory given to the endpoint for one connection of a pool: it has the user's factory
+    build the protocol and wraps it in a L{PoolProtocol}.
+    """
+
+    noisy = False
+
+    def __init__(self, pool: Pool[Any], connection: Connection) -> None:
+        self._pool = pool
+        self._connection = connection
+
+    def doStart(self) -> None:
+        """
+        Pass the start notification to the user's factory.
+        """
+        self._connection.factory.doStart()
+
+    def doStop(self) -> None:
+        """
+        Pass the stop notification to the user's factory.
+        """
+        self._connection.factory.doStop()
+
+    def buildProtocol(self, addr: Any) -> PoolProtocol | None:
+        """
+        Have the user's factory build its protocol, and wrap it.
+        """
+        wrapped = self._connection.factory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        self._connection.protocol = wrapped
+        return PoolProtocol(self._pool, self._connection, wrapped)
