@@ -15,7 +15,8 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides
 
 if TYPE_CHECKING:
-    from .pool import Pool, PooledClientFactory
+    from ._machine import PoolMachine
+    from .pool import PooledClientFactory
 
 
 class State(Enum):
@@ -118,7 +119,7 @@ class PoolProtocol(Protocol):
     hears when the connection is made and lost. The user's protocol gets the real transport.
     """
 
-    def __init__(self, pool: Pool[Any], connection: Connection, wrapped: Any) -> None:
+    def __init__(self, pool: PoolMachine, connection: Connection, wrapped: Any) -> None:
         self._pool = pool
         self._connection = connection
         self._wrapped = wrapped
@@ -190,7 +191,7 @@ class PoolFactory(Factory):
 
     noisy = False
 
-    def __init__(self, pool: Pool[Any], connection: Connection) -> None:
+    def __init__(self, pool: PoolMachine, connection: Connection) -> None:
         self._pool = pool
         self._connection = connection
 
