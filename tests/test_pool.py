@@ -911,3 +911,58 @@ def test_ordinaryProtocolNeedsNoPoolCode() -> None:
     d = h.pool.performRequest("hello")
     h.connect()
     assert resultOf(d) == "hi"
+
+
+def test_connectionClosingAfterRequestIsNotReused() -> None:
+    """
+    A connection whose protocol started closing it while answering is not handed out again.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    proto.transport.loseConnection()
+    proto.answer()
+    assert resultOf(d1) == 1
+    assert proto.asked == []
+    h.clock.advance(0)
+    h.connect().answer()
+    assert resultOf(d2) == 2
+
+
+def test_idleConnectionClosingIsSkipped() -> None:
+    """
+    An idle connection that is closing is never handed to a request.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    proto.transport.loseConnection()
+    d2 = h.pool.performRequest("ask", 2)
+    assert proto.asked == []
+    h.clock.advance(0)
+    h.connect().answer()
+    assert resultOf(d2) == 2
+
+
+def test_requestFromCallbackIsSentAtOnce() -> None:
+    """
+    A request made from a reply's callback, with a connection idle, is sent at once, so a
+    close() right after lets it finish.
+    """
+    h = makePool(maxClients=1)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    follow: list[Deferred[Any]] = []
+
+    def onReply(_: object) -> None:
+        follow.append(h.pool.performRequest("ask", 2))
+        h.pool.close()
+
+    d1.addCallback(onReply)
+    proto.answer()
+    assert [v for v, _ in proto.asked] == [2]
+    proto.answer()
+    assert resultOf(follow[0]) == 2

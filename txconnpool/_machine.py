@@ -80,6 +80,9 @@ class PoolMachine:
         try:
             while True:
                 while self._waiting and self._idle:
+                    if getattr(self._idle[-1].transport, "disconnecting", False):
+                        self._retire(self._idle[-1])
+                        continue
                     request = self._waiters.popleft()
                     if request.done:
                         self._cancelledWaiters -= 1
@@ -122,8 +125,10 @@ class PoolMachine:
     def _finished(self, result: Any, connection: Connection, request: Request) -> None:
         if connection.current is request:
             connection.current = None
-            if connection.lost or (
-                isinstance(result, Failure) and result.check(*self.brokenConnectionErrors)
+            if (
+                connection.lost
+                or getattr(connection.transport, "disconnecting", False)
+                or (isinstance(result, Failure) and result.check(*self.brokenConnectionErrors))
             ):
                 self._retire(connection, abort=True)
             else:
@@ -137,20 +142,13 @@ class PoolMachine:
 
     def _settle(self, request: Request, result: Any) -> None:
         """
-        Fire a request's L{Deferred}. Callbacks run with dispatch held off, so requests they
+        Fire a request's L{Deferred}, then serve waiting requests. Requests that its callbacks
         make queue behind those already waiting.
         """
         request.done = True
         if isinstance(result, Failure):
             self._failedRequests += 1
-        if self._dispatching:
-            request.deferred.callback(result)
-            return
-        self._dispatching = True
-        try:
-            request.deferred.callback(result)
-        finally:
-            self._dispatching = False
+        request.deferred.callback(result)
         self._dispatch()
 
     def _cancel(self, request: Request) -> None:

@@ -1,0 +1,33 @@
+"""
+memcached through a pool of connections: L{MemCachePool}, its hardened protocol
+L{MemCacheProtocol}, and their errors.
+"""
+
+from ._pool import MemCacheClientFactory, MemCachePool
+from .errors import (
+    ClientError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidRequestError,
+    InvalidTypeError,
+    InvalidValueError,
+    MemCacheError,
+    ServerError,
+    UnknownCommandError,
+)
+from .protocol import MemCacheProtocol
+
+__all__ = [
+    "ClientError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidRequestError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "MemCacheClientFactory",
+    "MemCacheError",
+    "MemCachePool",
+    "MemCacheProtocol",
+    "ServerError",
+    "UnknownCommandError",
+]
