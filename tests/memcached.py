@@ -92,7 +92,9 @@ class MemcachedProcess:
         else:
             log.close()
             code = self.process.wait()
-            raise RuntimeError(f"memcached exited with {code} before listening; see {self.logPath}")
+            raise RuntimeError(
+                f"memcached exited with {code} before listening; see {self.logPath}"
+            )
         threading.Thread(target=_drain, args=(self.process.stderr, log), daemon=True).start()
 
     @property
