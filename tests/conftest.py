@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .memcached import MemcachedProcess
+from txconnpool.memcache.testing import MemcachedProcess
 
 _skipped: list[str] = []
 

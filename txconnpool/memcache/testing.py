@@ -1,9 +1,19 @@
 """
-A real memcached server for the tests: started on a free loopback port (or a unix socket),
-ready once it says it is listening, stopped by its PID.
+A real memcached server for integration tests and demonstrations: started on a free loopback
+port (or a unix socket), ready once it says it is listening, stopped by its PID::
+
+    server = MemcachedProcess(Path("memcached.log"))
+    server.start()
+    pool = MemCachePool(server.endpoint)
+    ...
+    server.stop()
+
+It needs the C{memcached} binary on the C{PATH}.
 """
 
 from __future__ import annotations
+
+__all__ = ["MemcachedProcess", "freePort"]
 
 import os
 import shutil
@@ -28,7 +38,7 @@ def freePort(host: str = "127.0.0.1") -> int:
 
 class MemcachedProcess:
     """
-    One memcached server process.
+    One memcached server process, run with C{-U 0} (no UDP) and 64 MB of memory.
 
     @ivar host: The loopback address it listens on (TCP), or L{None}.
     @ivar port: Its TCP port, or L{None}.
@@ -63,7 +73,8 @@ class MemcachedProcess:
 
     def start(self) -> None:
         """
-        Start memcached and return once it is listening (it says so on its standard error).
+        Start memcached and return once it is listening (it says so on its standard error,
+        which is then copied to C{logPath}).
 
         @raise RuntimeError: memcached is not installed, or exited before listening.
         """

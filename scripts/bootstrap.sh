@@ -1,0 +1,33 @@
+#!/bin/sh
+# Prepare this checkout: the memcached server (from apt-get when missing), a virtual
+# environment in .venv, and the package with its development dependencies installed into it.
+set -eu
+cd "$(dirname "$0")/.."
+
+asRoot() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+aptUpdated=
+aptInstall() {
+    if [ -z "$aptUpdated" ]; then
+        asRoot apt-get update -q
+        aptUpdated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive asRoot apt-get install -y -q "$@"
+}
+
+if ! command -v memcached >/dev/null 2>&1; then
+    aptInstall memcached
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv; then
+        rm -rf .venv
+        aptInstall python3-venv
+        "$PYTHON" -m venv .venv
+    fi
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[dev]'

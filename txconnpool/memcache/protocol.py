@@ -1,0 +1,701 @@
+"""
+A memcached text-protocol client with the API of L{twisted.protocols.memcache}, hardened.
+
+L{MemCacheProtocol} keeps the method names, arguments and results of Twisted's
+C{MemCacheProtocol}, and differs from it on purpose:
+
+  - Keys may be C{bytes} or C{str} (encoded as UTF-8). Every key and argument is checked
+    before anything is written: a rejected request writes zero bytes and returns a Deferred
+    that has already failed with an L{InvalidRequestError} (a C{ValueError} or C{TypeError});
+    no method raises.
+  - Each pending request accepts only the replies that fit its command. Anything else (a
+    garbage line, an unsolicited reply, a malformed or unrequested C{VALUE}, a C{VALUE} longer
+    than C{maxValueSize}, a data block not followed by CRLF, a line longer than
+    C{maxLineLength}) fails every pending request with L{ProtocolError} and drops the
+    connection. No request ever receives another request's reply.
+  - Every Deferred fires exactly once. When the connection is lost, every pending request
+    fails with the C{connectionLost} reason; a request made after the connection was lost or
+    dropped, or while it is disconnecting, fails at once with L{ConnectionLostError} and
+    writes nothing.
+  - Cancelling a pending request fails it with C{CancelledError} and drops the connection (its
+    reply is already on the way and could not be told apart from the next one); the other
+    pending requests fail with L{ConnectionLostError}.
+  - A C{CLIENT_ERROR} or C{ERROR} reply to a command followed by a data block (set, add,
+    replace, append, prepend, cas) fails that request and drops the connection, because
+    memcached may then read the data block as a command; the other pending requests fail with
+    L{ConnectionLostError}. C{SERVER_ERROR} (e.g. C{object too large for cache}) keeps it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, TypeVar, cast, overload
+
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txconnpool.errors import ConnectionLostError, ProtocolError
+from txconnpool.memcache import _validate as _v
+from txconnpool.memcache.errors import (
+    InvalidArgumentError,
+    InvalidRequestError,
+    InvalidTypeError,
+    ServerError,
+)
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "DEFAULT_PORT", "MemCacheProtocol"]
+
+DEFAULT_PORT = 11211
+
+DEFAULT_MAX_VALUE_SIZE = 1024 * 1024 - 512
+"""
+Largest value stored or accepted by default: memcached's default item size limit (1 MiB)
+less 512 bytes for its item header and a 250-byte key. memcached 1.6 started with default
+settings stores a value of this size under a 250-byte key.
+"""
+
+GetResult = tuple[int, bytes | None]
+"""C{(flags, value)}; C{(0, None)} when the key is missing."""
+
+GetsResult = tuple[int, bytes, bytes | None]
+"""C{(flags, casIdentifier, value)}; C{(0, b"", None)} when the key is missing."""
+
+Key = bytes | str
+"""A key: C{bytes}, or C{str} sent encoded as UTF-8."""
+
+_K = TypeVar("_K", bound=Key)
+
+_log = Logger()
+
+_STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False}
+_CAS_REPLIES = {b"STORED": True, b"EXISTS": False, b"NOT_FOUND": False}
+_DELETE_REPLIES = {b"DELETED": True, b"NOT_FOUND": False}
+_TOUCH_REPLIES = {b"TOUCHED": True, b"NOT_FOUND": False}
+_FLUSH_REPLIES = {b"OK": True}
+_STATS_END = (b"END", b"RESET", b"OK")
+_NO_CAS = object()
+
+
+class _Request:
+    """
+    A request waiting for its reply. C{replies}, when set, maps every reply line the command
+    accepts to its result; C{hasData} tells that a data block followed the command line.
+    """
+
+    __slots__ = ("command", "deferred", "hasData", "replies")
+
+    deferred: Deferred[Any]
+
+    def __init__(
+        self, command: str, replies: dict[bytes, bool] | None = None, hasData: bool = False
+    ) -> None:
+        self.command = command
+        self.replies = replies
+        self.hasData = hasData
+
+
+class _GetRequest(_Request):
+    """
+    A C{get} or C{gets} of one C{key}, or of several (C{wanted} and C{callerKeys} set).
+    """
+
+    __slots__ = ("callerKeys", "found", "key", "values", "wanted", "withCas")
+
+    def __init__(
+        self,
+        withCas: bool,
+        key: bytes | None,
+        callerKeys: list[tuple[Any, bytes]] | None = None,
+    ) -> None:
+        self.command = "gets" if withCas else "get"
+        self.replies = None
+        self.hasData = False
+        self.withCas = withCas
+        self.key = key
+        self.callerKeys = callerKeys
+        self.wanted = None if callerKeys is None else dict.fromkeys(k for _, k in callerKeys)
+        self.found: tuple[Any, ...] | None = None
+        self.values: dict[bytes, tuple[Any, ...]] = {}
+
+    def result(self) -> object:
+        miss = (0, b"", None) if self.withCas else (0, None)
+        if self.callerKeys is None:
+            return miss if self.found is None else self.found
+        values = self.values
+        return {caller: values.get(key, miss) for caller, key in self.callerKeys}
+
+
+class _IncrRequest(_Request):
+    __slots__ = ()
+
+
+class _StatsRequest(_Request):
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        _Request.__init__(self, "stats")
+        self.values: dict[bytes, bytes] = {}
+
+
+class MemCacheProtocol(Protocol):
+    """
+    A memcached text-protocol client; see the module docstring for how it differs from
+    Twisted's.
+
+    Every method returns a L{Deferred}. Besides the results each method documents, any of
+    them may fail with: L{InvalidRequestError} (nothing was sent); L{ConnectionLostError}
+    (not connected: nothing was sent); the C{connectionLost} reason, L{ProtocolError} or
+    L{ConnectionLostError} (the connection ended or was dropped while the request was
+    pending); L{twisted.internet.defer.TimeoutError} (no data arrived for C{timeOut}
+    seconds while requests were pending; the connection was dropped); C{CancelledError}
+    (cancelled; the connection was dropped); and L{UnknownCommandError}, L{ClientError} or
+    L{ServerError} for an C{ERROR}, C{CLIENT_ERROR} or C{SERVER_ERROR} reply.
+
+    @ivar timeOut: seconds without any data from the server, while requests are pending,
+        after which they all fail and the connection is dropped; C{None} never times out.
+    @ivar maxValueSize: largest value, in bytes, that may be stored or received.
+    @ivar maxLineLength: longest reply line accepted, in bytes, without its CRLF.
+    """
+
+    MAX_KEY_LENGTH = _v.MAX_KEY_LENGTH
+    maxLineLength = 2048
+
+    def __init__(
+        self,
+        timeOut: float | None = 60,
+        *,
+        maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        """
+        @param timeOut: see C{timeOut} above.
+        @param maxValueSize: see C{maxValueSize} above; raise it to match a memcached
+            started with a larger C{-I}.
+        @param clock: the source of timeouts; the global reactor when C{None}. (Assigning
+            the instance's C{callLater}, as with Twisted's C{TimeoutMixin}, also works.)
+        @raise TypeError: an argument has the wrong type.
+        @raise ValueError: an argument is out of range.
+        """
+        if timeOut is not None and not (
+            isinstance(timeOut, (int, float)) and not isinstance(timeOut, bool) and timeOut > 0
+        ):
+            raise InvalidArgumentError(
+                f"timeOut must be a positive number or None, not {timeOut!r}"
+            )
+        self.timeOut = timeOut
+        self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
+        self._clock = clock
+        self._pending: deque[_Request] = deque()
+        self._closed = False
+        self._lostReason: Failure | None = None
+        self._timeoutCall: IDelayedCall | None = None
+        self._buffer = b""
+        # Reading a data block: its length (-1 in line mode), the key, flags and CAS token
+        # from its VALUE line, and the chunks received so far.
+        self._valueLength = -1
+        self._valueKey = b""
+        self._valueFlags = 0
+        self._valueCas = b""
+        self._chunks: list[bytes] = []
+        self._chunksLength = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {state}, {len(self._pending)} pending>"
+
+    def callLater(self, delay: float, f: Callable[[], None]) -> IDelayedCall:
+        """
+        Schedule C{f} after C{delay} seconds on the clock given to the constructor.
+        """
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        return clock.callLater(delay, f)
+
+    # Receiving
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Parse replies and fire the pending requests' Deferreds in order.
+        """
+        if self._closed:
+            return
+        pending = self._pending
+        if not pending:
+            self._protocolError(f"unsolicited data {_v.show(data)} with no request pending")
+            return
+        if self._valueLength >= 0:
+            self._chunks.append(data)
+            self._chunksLength += len(data)
+            if self._chunksLength < self._valueLength + 2:
+                self._resetTimeout()
+                return
+            data = b"".join(self._chunks)
+            self._chunks = []
+            self._chunksLength = 0
+        elif self._buffer:
+            data = self._buffer + data
+            self._buffer = b""
+        pos = 0
+        end = len(data)
+        maxLine = self.maxLineLength
+        while pos < end:
+            length = self._valueLength
+            if length >= 0:
+                stop = pos + length
+                if end < stop + 2:
+                    rest = data[pos:]
+                    self._chunks = [rest]
+                    self._chunksLength = len(rest)
+                    break
+                if data[stop : stop + 2] != b"\r\n":
+                    self._protocolError(
+                        f"data block of {length} bytes not followed by CRLF but by "
+                        f"{_v.show(data[stop : stop + 20])}"
+                    )
+                    return
+                self._valueReceived(data[pos:stop])
+                pos = stop + 2
+                continue
+            eol = data.find(b"\r\n", pos)
+            if eol < 0 or eol - pos > maxLine:
+                if end - pos > maxLine + 1:  # + 1: the rest may end with the CR of CRLF
+                    self._protocolError(
+                        f"reply line longer than {maxLine} bytes: {_v.show(data[pos : pos + 60])}"
+                    )
+                    return
+                self._buffer = data[pos:]
+                break
+            line = data[pos:eol]
+            pos = eol + 2
+            self._lineReceived(line)
+            if self._closed:
+                return
+        self._resetTimeout()
+
+    def _lineReceived(self, line: bytes) -> None:
+        pending = self._pending
+        if not pending:
+            self._protocolError(f"unsolicited reply {_v.show(line)} with no request pending")
+            return
+        req = pending[0]
+        replies = req.replies
+        if replies is not None:
+            result = replies.get(line)
+            if result is not None:
+                pending.popleft()
+                req.deferred.callback(result)
+                return
+        elif isinstance(req, _GetRequest):
+            if line == b"END":
+                pending.popleft()
+                req.deferred.callback(req.result())
+                return
+            if line[:6] == b"VALUE ":
+                self._valueHeader(req, line)
+                return
+        elif isinstance(req, _IncrRequest):
+            if line.isdigit():
+                pending.popleft()
+                req.deferred.callback(int(line))
+                return
+            if line == b"NOT_FOUND":
+                pending.popleft()
+                req.deferred.callback(False)
+                return
+        elif isinstance(req, _StatsRequest):
+            if line[:5] == b"STAT ":
+                name, _, value = line[5:].partition(b" ")
+                if name:
+                    req.values[name] = value
+                    return
+            elif line in _STATS_END:
+                pending.popleft()
+                req.deferred.callback(req.values)
+                return
+        elif line[:8] == b"VERSION ":
+            pending.popleft()
+            req.deferred.callback(line[8:])
+            return
+        self._errorReply(req, line)
+
+    def _valueHeader(self, req: _GetRequest, line: bytes) -> None:
+        fields = _v.parseValueHeader(line, req.withCas)
+        if fields is None:
+            self._protocolError(f"malformed line {_v.show(line)} in reply to {req.command}")
+            return
+        key, flags, size, cas = fields
+        if req.wanted is None:
+            unexpected = key != req.key or req.found is not None
+        else:
+            unexpected = key not in req.wanted or key in req.values
+        if unexpected:
+            self._protocolError(
+                f"{_v.show(line)} for a key not requested (or repeated) in reply to {req.command}"
+            )
+        elif size > self.maxValueSize:
+            self._protocolError(
+                f"{_v.show(line)} announces {size} bytes, more than maxValueSize "
+                f"({self.maxValueSize})"
+            )
+        else:
+            self._valueLength = size
+            self._valueKey = key
+            self._valueFlags = flags
+            self._valueCas = cas
+
+    def _valueReceived(self, value: bytes) -> None:
+        req = cast(_GetRequest, self._pending[0])
+        self._valueLength = -1
+        if req.withCas:
+            item: tuple[Any, ...] = (self._valueFlags, self._valueCas, value)
+        else:
+            item = (self._valueFlags, value)
+        if req.wanted is None:
+            req.found = item
+        else:
+            req.values[self._valueKey] = item
+
+    def _errorReply(self, req: _Request, line: bytes) -> None:
+        exc = _v.errorForReply(req.command, line)
+        if exc is None:
+            self._protocolError(f"unexpected reply {_v.show(line)} to {req.command}")
+            return
+        self._pending.popleft()
+        if req.hasData and not isinstance(exc, ServerError):
+            lost = ConnectionLostError(
+                f"memcached connection dropped after {_v.show(line)} in reply to "
+                f"{req.command}: the server may read its data block as a command"
+            )
+            lost.__cause__ = exc
+            self._shutDown(lost, req, exc)
+        else:
+            req.deferred.errback(exc)
+
+    # Ending
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Fail every pending request with C{reason}.
+        """
+        self._closed = True
+        if self._lostReason is None:
+            self._lostReason = reason
+        self._cancelTimeout()
+        self._clearBuffers()
+        pending = self._pending
+        while pending:
+            pending.popleft().deferred.errback(reason)
+
+    def _protocolError(self, description: str) -> None:
+        _log.warn("memcached protocol error: {description}", description=description)
+        self._shutDown(ProtocolError(f"{description}; memcached connection dropped"))
+
+    def _shutDown(
+        self,
+        reason: Exception,
+        first: _Request | None = None,
+        firstReason: BaseException | None = None,
+    ) -> None:
+        """
+        Drop the connection, fail C{first} with C{firstReason}, then every other pending
+        request with C{reason}.
+        """
+        wasClosed = self._closed
+        self._closed = True
+        self._cancelTimeout()
+        self._clearBuffers()
+        transport = self.transport
+        if transport is not None and not wasClosed:
+            abort = getattr(transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+            else:
+                transport.loseConnection()
+        if first is not None:
+            first.deferred.errback(firstReason)
+        pending = self._pending
+        while pending:
+            pending.popleft().deferred.errback(reason)
+
+    def _clearBuffers(self) -> None:
+        self._buffer = b""
+        self._chunks = []
+        self._chunksLength = 0
+        self._valueLength = -1
+
+    def _cancel(self, d: Deferred[Any]) -> None:
+        for req in self._pending:
+            if req.deferred is d:
+                break
+        else:
+            return
+        self._pending.remove(req)
+        cause = CancelledError(
+            f"memcached {req.command} request cancelled; the connection was dropped"
+        )
+        lost = ConnectionLostError(
+            f"memcached connection dropped because a pending {req.command} was cancelled"
+        )
+        lost.__cause__ = cause
+        self._shutDown(lost, req, cause)
+
+    # Timeout
+
+    def _resetTimeout(self) -> None:
+        call = self._timeoutCall
+        if call is not None:
+            if self._pending and self.timeOut is not None:
+                call.reset(self.timeOut)
+            else:
+                self._cancelTimeout()
+
+    def _cancelTimeout(self) -> None:
+        call = self._timeoutCall
+        if call is not None:
+            self._timeoutCall = None
+            if call.active():
+                call.cancel()
+
+    def _timedOut(self) -> None:
+        self._timeoutCall = None
+        if self._pending and not self._closed:
+            self._shutDown(
+                TimeoutError(
+                    f"memcached sent nothing for {self.timeOut} seconds while "
+                    f"{len(self._pending)} requests were pending; connection dropped"
+                )
+            )
+
+    # Sending
+
+    def _send(self, req: _Request, data: bytes) -> Deferred[Any]:
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
+            return self._notConnected(req.command)
+        d: Deferred[Any] = Deferred(self._cancel)
+        req.deferred = d
+        self._pending.append(req)
+        if self._timeoutCall is None and self.timeOut is not None:
+            self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        transport.write(data)
+        return d
+
+    def _notConnected(self, command: str) -> Deferred[Any]:
+        exc = ConnectionLostError(f"memcached connection is not open; {command} not sent")
+        if self._lostReason is not None:
+            exc.__cause__ = self._lostReason.value
+        return fail(exc)
+
+    def _store(
+        self,
+        command: bytes,
+        key: object,
+        val: object,
+        flags: object,
+        expireTime: object,
+        cas: object = _NO_CAS,
+    ) -> Deferred[bool]:
+        try:
+            wireKey = _v.checkKey(key)
+            value = _v.checkValue(val, self.maxValueSize)
+            line = b"%s %s %d %d %d%s\r\n%s\r\n" % (
+                command,
+                wireKey,
+                _v.checkInt("flags", flags, _v.MAX_FLAGS),
+                _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME),
+                len(value),
+                b"" if cas is _NO_CAS else b" " + _v.checkCas(cas),
+                value,
+            )
+        except InvalidRequestError as e:
+            return fail(e)
+        replies = _STORE_REPLIES if cas is _NO_CAS else _CAS_REPLIES
+        return self._send(_Request(command.decode(), replies, True), line)
+
+    def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
+        """
+        Store C{val} under C{key}, with C{flags} (0 to 2**32-1, opaque to the server) and
+        C{expireTime} (0 for never, seconds up to 30 days, or a Unix time; at most 2**31-1).
+
+        @return: fires with C{True} (C{STORED}) or C{False} (C{NOT_STORED}).
+        """
+        return self._store(b"set", key, val, flags, expireTime)
+
+    def add(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
+        """
+        Like L{set}, only if C{key} is not stored yet; fires with C{True} or C{False}.
+        """
+        return self._store(b"add", key, val, flags, expireTime)
+
+    def replace(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
+        """
+        Like L{set}, only if C{key} is already stored; fires with C{True} or C{False}.
+        """
+        return self._store(b"replace", key, val, flags, expireTime)
+
+    def append(self, key: Key, val: bytes) -> Deferred[bool]:
+        """
+        Append C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
+        """
+        return self._store(b"append", key, val, 0, 0)
+
+    def prepend(self, key: Key, val: bytes) -> Deferred[bool]:
+        """
+        Prepend C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
+        """
+        return self._store(b"prepend", key, val, 0, 0)
+
+    def checkAndSet(
+        self, key: Key, val: bytes, cas: bytes | int, flags: int = 0, expireTime: int = 0
+    ) -> Deferred[bool]:
+        """
+        Like L{set}, only if the CAS identifier of C{key} is still C{cas}: the C{bytes}
+        from C{get(key, withIdentifier=True)}, or an C{int} from 0 to 2**64-1.
+
+        @return: fires with C{True} if stored, C{False} if the key changed since
+            (C{EXISTS}) or is missing (C{NOT_FOUND}).
+        """
+        return self._store(b"cas", key, val, flags, expireTime, cas)
+
+    def _keyCommand(
+        self,
+        command: bytes,
+        key: object,
+        req: _Request,
+        arg: tuple[str, object, int] | None = None,
+    ) -> Deferred[Any]:
+        """
+        Send C{command key} or, with C{arg} = C{(name, value, maximum)}, C{command key value}.
+        """
+        try:
+            wireKey = _v.checkKey(key)
+            if arg is None:
+                line = b"%s %s\r\n" % (command, wireKey)
+            else:
+                line = b"%s %s %d\r\n" % (command, wireKey, _v.checkInt(*arg))
+        except InvalidRequestError as e:
+            return fail(e)
+        return self._send(req, line)
+
+    def increment(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
+        """
+        Add C{val} (0 to 2**64-1) to the decimal number stored under C{key}, modulo 2**64.
+
+        @return: fires with the new value, or C{False} if the key is missing (as Twisted's
+            client does); fails with L{ClientError} if the value is not a number.
+        """
+        return self._keyCommand(b"incr", key, _IncrRequest("incr"), ("val", val, _v.MAX_UINT64))
+
+    def decrement(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
+        """
+        Subtract C{val} (0 to 2**64-1) from the number stored under C{key}, down to 0.
+
+        @return: as for L{increment}.
+        """
+        return self._keyCommand(b"decr", key, _IncrRequest("decr"), ("val", val, _v.MAX_UINT64))
+
+    def delete(self, key: Key) -> Deferred[bool]:
+        """
+        Delete C{key}; fires with C{True}, or C{False} if it is missing.
+        """
+        return self._keyCommand(b"delete", key, _Request("delete", _DELETE_REPLIES))
+
+    def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
+        """
+        Give C{key} a new C{expireTime} (as for L{set}) without fetching it.
+
+        @return: fires with C{True} (C{TOUCHED}), or C{False} if the key is missing.
+        """
+        arg = ("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
+        return self._keyCommand(b"touch", key, _Request("touch", _TOUCH_REPLIES), arg)
+
+    @overload
+    def get(self, key: Key, withIdentifier: Literal[False] = False) -> Deferred[GetResult]: ...
+    @overload
+    def get(self, key: Key, withIdentifier: Literal[True]) -> Deferred[GetsResult]: ...
+    @overload
+    def get(self, key: Key, withIdentifier: bool) -> Deferred[GetResult | GetsResult]: ...
+
+    def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
+        """
+        Fetch C{key}; with C{withIdentifier}, send C{gets} to fetch its CAS identifier too.
+
+        @return: fires with C{(flags, value)}, or with C{withIdentifier} C{(flags,
+            casIdentifier, value)} where C{casIdentifier} is C{bytes} for L{checkAndSet}; a
+            missing key gives C{(0, None)} or C{(0, b"", None)}.
+        """
+        try:
+            wireKey = _v.checkKey(key)
+        except InvalidRequestError as e:
+            return fail(e)
+        if withIdentifier:
+            return self._send(_GetRequest(True, wireKey), b"gets %s\r\n" % (wireKey,))
+        return self._send(_GetRequest(False, wireKey), b"get %s\r\n" % (wireKey,))
+
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: Literal[False] = False
+    ) -> Deferred[dict[_K, GetResult]]: ...
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: Literal[True]
+    ) -> Deferred[dict[_K, GetsResult]]: ...
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: bool
+    ) -> Deferred[dict[_K, GetResult]] | Deferred[dict[_K, GetsResult]]: ...
+
+    def getMultiple(self, keys: Iterable[_K], withIdentifier: bool = False) -> Deferred[Any]:
+        """
+        Fetch several keys with one C{get} (or C{gets} with C{withIdentifier}). Each key is
+        sent once however often it is given; no keys fire with C{{}} and send nothing.
+
+        @return: fires with a C{dict} keyed by the objects given in C{keys} (a C{str} key
+            stays a C{str}), whose values are as for L{get}, the miss tuple for the keys the
+            server does not have.
+        """
+        if isinstance(keys, (bytes, str)):
+            name = type(keys).__name__
+            return fail(InvalidTypeError(f"keys must be an iterable of keys, not one {name}"))
+        try:
+            callerKeys = [(key, _v.checkKey(key)) for key in keys]
+        except InvalidRequestError as e:
+            return fail(e)
+        if not callerKeys:
+            return self._notConnected("get") if self._closed else succeed({})
+        req = _GetRequest(bool(withIdentifier), None, callerKeys)
+        wire = b" ".join(req.wanted or ())
+        return self._send(req, b"%s %s\r\n" % (req.command.encode(), wire))
+
+    def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
+        """
+        Fetch the server's statistics, or group C{arg} of them (e.g. C{b"settings"}).
+
+        @return: fires with a C{dict} of the C{STAT} lines' names and values, as C{bytes};
+            C{{}} for a subcommand answered with C{RESET} or C{OK} (C{b"reset"}).
+        """
+        try:
+            wireArg = _v.checkStatsArg(arg)
+        except InvalidRequestError as e:
+            return fail(e)
+        line = b"stats\r\n" if wireArg is None else b"stats %s\r\n" % (wireArg,)
+        return self._send(_StatsRequest(), line)
+
+    def version(self) -> Deferred[bytes]:
+        """
+        Fetch the server's version; fires with e.g. C{b"1.6.18"}.
+        """
+        return self._send(_Request("version"), b"version\r\n")
+
+    def flushAll(self) -> Deferred[bool]:
+        """
+        Invalidate every item on the server; fires with C{True}.
+        """
+        return self._send(_Request("flush_all", _FLUSH_REPLIES), b"flush_all\r\n")
