@@ -966,3 +966,22 @@ def test_requestFromCallbackIsSentAtOnce() -> None:
     assert [v for v, _ in proto.asked] == [2]
     proto.answer()
     assert resultOf(follow[0]) == 2
+
+
+def test_shrinkWhileConnectingClosesTheSurplusConnection() -> None:
+    """
+    A connection that completes after maxClients shrank below the connections opening is
+    closed, not handed out, and its attempt is not cancelled after the fact.
+    """
+    h = makePool(maxClients=2)
+    d1, d2 = h.pool.acquire(), h.pool.acquire()
+    h.pool.suggestMaxClients(1)
+    first = h.connect()
+    assert h.attemptFor(first).transport.disconnecting
+    assert not h.endpoint.attempts[0].cancelled
+    second = h.connect()
+    assert resultOf(d1) is second
+    assertNoResult(d2)
+    h.clock.advance(0)
+    h.pool.release(second)
+    assert resultOf(d2) is second

@@ -153,7 +153,8 @@ class PoolMachine:
 
     def _cancel(self, request: Request) -> None:
         """
-        The canceller of a request's L{Deferred}, which then fails with L{CancelledError}.
+        The canceller of a request's L{Deferred}, which then fails with
+        L{CancelledError<twisted.internet.defer.CancelledError>}.
         """
         request.done = True
         self._failedRequests += 1
@@ -230,6 +231,7 @@ class PoolMachine:
         """
         Called by the connection's L{PoolProtocol} when the transport is connected.
         """
+        connection.attempt = None
         connection.transport = transport
         self._byProtocol[protocol] = connection
         protocol.makeConnection(transport)
