@@ -38,6 +38,7 @@ setup(
             "mypy-zope>=1.0",
             "ruff>=0.4",
             "sphinx>=7",
+            "pydoctor>=25.10",
         ],
     },
     classifiers=[

@@ -114,8 +114,10 @@ class Pool(PoolMachine, Generic[_P]):
         @param serverAddress: Where to connect: an endpoint description string such as
             C{"tcp:127.0.0.1:11211"} or C{"unix:/run/memcached.sock"} (anything
             C{clientFromString} accepts, TLS and IPv6 forms included), an
-            L{IStreamClientEndpoint} provider, or an L{IPv4Address}, L{IPv6Address} or
-            L{UNIXAddress}.
+            L{IStreamClientEndpoint<twisted.internet.interfaces.IStreamClientEndpoint>}
+            provider, or an L{IPv4Address<twisted.internet.address.IPv4Address>},
+            L{IPv6Address<twisted.internet.address.IPv6Address>} or
+            L{UNIXAddress<twisted.internet.address.UNIXAddress>}.
         @param maxClients: The most connections open at once, connection attempts included.
         @param reactor: The reactor to connect and keep time with; the global reactor if
             L{None}.
@@ -223,6 +225,13 @@ class Pool(PoolMachine, Generic[_P]):
         return CheckedOutConnection(self)
 
     # State and lifecycle
+
+    @property
+    def reactor(self) -> Any:
+        """
+        The reactor the pool connects and keeps time with.
+        """
+        return self._reactor
 
     def poolStats(self) -> PoolStats:
         """

@@ -18,13 +18,15 @@ class PoolStats:
     @ivar idle: Connections ready and unused.
     @ivar connecting: Connection attempts in progress, including connections still running
         their handshake (see C{PooledClientFactory.prepareConnection}).
-    @ivar waiting: Requests queued because every connection is busy.
+    @ivar waiting: Requests waiting for a connection: every connection is busy, or the ones
+        they wait for are still opening.
     @ivar maxClients: The most connections the pool opens at once.
     @ivar created: Connections that became ready, since the pool was made.
     @ivar closed: Ready connections that have since left the pool (closed, lost or discarded).
     @ivar requests: Requests accepted (C{performRequest} and C{acquire} calls), since the pool
         was made.
-    @ivar failedRequests: Accepted requests whose L{Deferred} failed, cancellations included.
+    @ivar failedRequests: Accepted requests whose L{Deferred<twisted.internet.defer.Deferred>}
+        failed, cancellations included.
     """
 
     busy: int

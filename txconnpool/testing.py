@@ -142,6 +142,9 @@ class FakeEndpoint:
         self._clock = clock
         self.attempts: list[FakeConnectAttempt] = []
 
+    def __repr__(self) -> str:
+        return "<FakeEndpoint>"
+
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """
         Record a connection attempt.

@@ -23,6 +23,15 @@ class MemCacheClientFactory(PooledClientFactory):
 
     protocol = MemCacheProtocol
 
+    def buildProtocol(self, addr: object) -> MemCacheProtocol:
+        """
+        Build a protocol whose request timeout runs on the pool's reactor.
+        """
+        reactor = None if self.connectionPool is None else self.connectionPool.reactor
+        protocol = self.protocol(clock=reactor)
+        protocol.factory = self
+        return protocol
+
 
 class MemCachePool(Pool[MemCacheProtocol]):
     """
@@ -32,9 +41,9 @@ class MemCachePool(Pool[MemCacheProtocol]):
         flags, value = await pool.get(b"cached-data")
 
     Each method takes the arguments of the L{MemCacheProtocol} method of the same name and
-    returns a L{Deferred} firing with its result; see that class for results and errors. On top
-    of those, every method can fail like L{Pool.performRequest}: with
-    L{ConnectionLostError<txconnpool.errors.ConnectionLostError>},
+    returns a L{Deferred<twisted.internet.defer.Deferred>} firing with its result; see that class
+    for results and errors. On top of those, every method can fail like L{Pool.performRequest}:
+    with L{ConnectionLostError<txconnpool.errors.ConnectionLostError>},
     L{PoolClosedError<txconnpool.errors.PoolClosedError>},
     L{ServerUnavailableError<txconnpool.errors.ServerUnavailableError>} or
     L{CancelledError<twisted.internet.defer.CancelledError>}.
@@ -49,8 +58,9 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Get one value.
 
-        @return: A L{Deferred} firing with C{(flags, value)}, or C{(flags, casId, value)} with
-            C{withIdentifier}; a miss gives C{(0, None)} or C{(0, b"", None)}.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{(flags, value)}, or
+            C{(flags, casId, value)} with C{withIdentifier}; a miss gives C{(0, None)} or
+            C{(0, b"", None)}.
         """
         return self.performRequest("get", key, withIdentifier)
 
@@ -58,8 +68,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Get several values in one request.
 
-        @return: A L{Deferred} firing with a C{dict} from each key asked for to its
-            C{get}-style tuple.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} from each key
+            asked for to its C{get}-style tuple.
         """
         return self.performRequest("getMultiple", keys, withIdentifier)
 
@@ -67,7 +77,7 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Store a value.
 
-        @return: A L{Deferred} firing with C{True} when stored.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored.
         """
         return self.performRequest("set", key, val, flags, expireTime)
 
@@ -75,7 +85,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Store a value only if the key is not already there.
 
-        @return: A L{Deferred} firing with C{True} when stored, C{False} otherwise.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
+            C{False} otherwise.
         """
         return self.performRequest("add", key, val, flags, expireTime)
 
@@ -85,7 +96,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Store a value only if the key is already there.
 
-        @return: A L{Deferred} firing with C{True} when stored, C{False} otherwise.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
+            C{False} otherwise.
         """
         return self.performRequest("replace", key, val, flags, expireTime)
 
@@ -93,7 +105,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Append to an existing value.
 
-        @return: A L{Deferred} firing with C{True} when stored, C{False} for a missing key.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
+            C{False} for a missing key.
         """
         return self.performRequest("append", key, val)
 
@@ -101,7 +114,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Prepend to an existing value.
 
-        @return: A L{Deferred} firing with C{True} when stored, C{False} for a missing key.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
+            C{False} for a missing key.
         """
         return self.performRequest("prepend", key, val)
 
@@ -112,8 +126,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         Store a value only if it has not changed since C{get(key, withIdentifier=True)} gave
         C{cas}.
 
-        @return: A L{Deferred} firing with C{True} when stored, C{False} when the value changed
-            or is gone.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
+            C{False} when the value changed or is gone.
         """
         return self.performRequest("checkAndSet", key, val, cas, flags, expireTime)
 
@@ -121,7 +135,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Add to a decimal value.
 
-        @return: A L{Deferred} firing with the new value, as memcached's C{incr} gives it.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, as
+            memcached's C{incr} gives it.
         """
         return self.performRequest("increment", key, val)
 
@@ -129,7 +144,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Subtract from a decimal value (memcached stops at 0).
 
-        @return: A L{Deferred} firing with the new value, as memcached's C{decr} gives it.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, as
+            memcached's C{decr} gives it.
         """
         return self.performRequest("decrement", key, val)
 
@@ -137,7 +153,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Delete a key.
 
-        @return: A L{Deferred} firing with C{True} if it was there, C{False} otherwise.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if it was
+            there, C{False} otherwise.
         """
         return self.performRequest("delete", key)
 
@@ -145,7 +162,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Change a key's expiry time without fetching it.
 
-        @return: A L{Deferred} firing with C{True} if the key was there, C{False} otherwise.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if the key was
+            there, C{False} otherwise.
         """
         return self.performRequest("touch", key, expireTime)
 
@@ -153,7 +171,7 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Invalidate every item on the server.
 
-        @return: A L{Deferred} firing with C{True}.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True}.
         """
         return self.performRequest("flushAll")
 
@@ -161,7 +179,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Read the server's statistics (C{arg} names a group, such as C{b"items"}).
 
-        @return: A L{Deferred} firing with a C{dict} of C{bytes} names to C{bytes} values.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} of C{bytes}
+            names to C{bytes} values.
         """
         return self.performRequest("stats", arg)
 
@@ -169,6 +188,7 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         Ask the server's version.
 
-        @return: A L{Deferred} firing with the version as C{bytes}.
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version as
+            C{bytes}.
         """
         return self.performRequest("version")
