@@ -186,27 +186,3 @@ def _writeInventories() -> None:
 _writeInventories()
 
 
-# The page on txconnpool.server, docs/server.rst, is listed in the index's toctree. While that
-# file does not exist, the entry is removed before Sphinx reads the index, so that the build
-# does not fail on a toctree entry naming a missing document. The index is read again on every
-# build, so that an incremental build notices the page arriving or leaving.
-_OPTIONAL_PAGES = ["server"]
-
-
-def _dropMissingPages(app: Sphinx, docname: str, source: list[str]) -> None:
-    if docname != "index":
-        return
-    for page in _OPTIONAL_PAGES:
-        if not os.path.exists(os.path.join(app.srcdir, page + ".rst")):
-            source[0] = source[0].replace(f"\n   {page}\n", "\n")
-
-
-def _rereadIndex(
-    app: Sphinx, env: BuildEnvironment, added: set[str], changed: set[str], removed: set[str]
-) -> list[str]:
-    return ["index"]
-
-
-def setup(app: Sphinx) -> None:
-    app.connect("source-read", _dropMissingPages)
-    app.connect("env-get-outdated", _rereadIndex)
