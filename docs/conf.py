@@ -19,8 +19,6 @@ import os
 import sys
 import zlib
 
-from sphinx.application import Sphinx
-from sphinx.environment import BuildEnvironment
 from zope.interface.interface import InterfaceClass
 
 here = os.path.dirname(os.path.abspath(__file__))

@@ -4,7 +4,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 echo "== ruff"
-.venv/bin/ruff check txconnpool tests examples
+.venv/bin/ruff check txconnpool tests examples docs/conf.py
 echo "== mypy --strict"
 .venv/bin/mypy --strict txconnpool
 echo "== sphinx (warnings are errors)"
