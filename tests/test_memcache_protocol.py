@@ -29,6 +29,8 @@ from txconnpool.memcache.errors import (
 )
 from txconnpool.memcache.protocol import DEFAULT_MAX_VALUE_SIZE, MemCacheProtocol
 
+from .helpers import assertNoResult, failureOf, resultOf
+
 
 def connect(**kwargs: Any) -> tuple[MemCacheProtocol, StringTransport, Clock]:
     """
@@ -41,30 +43,6 @@ def connect(**kwargs: Any) -> tuple[MemCacheProtocol, StringTransport, Clock]:
     return proto, transport, clock
 
 
-def resultOf(d: Deferred[Any]) -> Any:
-    """
-    Return what C{d} fired with; fail the test if it has not fired or has failed.
-    """
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, "Deferred has not fired"
-    if isinstance(box[0], Failure):
-        raise AssertionError(f"Deferred failed: {box[0].getTraceback()}")
-    return box[0]
-
-
-def failureOf(d: Deferred[Any], *types: type[BaseException]) -> Failure:
-    """
-    Return the L{Failure} of C{d}, checking its type; fail the test otherwise.
-    """
-    box: list[Any] = []
-    d.addBoth(box.append)
-    assert box, "Deferred has not fired"
-    assert isinstance(box[0], Failure), f"Deferred succeeded with {box[0]!r}"
-    assert box[0].check(*types), f"unexpected failure {box[0]!r}"
-    return box[0]
-
-
 _E = TypeVar("_E", bound=BaseException)
 
 
@@ -75,20 +53,6 @@ def errorOf(d: Deferred[Any], errorType: type[_E]) -> _E:
     error = failureOf(d, errorType).value
     assert isinstance(error, errorType)
     return error
-
-
-def assertNoResult(d: Deferred[Any]) -> None:
-    """
-    Fail the test if C{d} has fired.
-    """
-    box: list[Any] = []
-
-    def record(result: Any) -> Any:
-        box.append(result)
-        return result
-
-    d.addBoth(record)
-    assert not box, f"Deferred fired with {box[0]!r}"
 
 
 def exchange(d: Deferred[Any], proto: MemCacheProtocol, reply: bytes) -> Any:
