@@ -158,7 +158,8 @@ def makePool(
     **options: Any,
 ) -> Harness:
     """
-    Make a pool of C{protocolClass} connections over a L{FakeEndpoint} and a clock.
+    Make a pool of C{protocolClass} connections over a L{FakeEndpoint} and a clock. Unless
+    told otherwise, the pool waits one second before reconnecting after a failure.
     """
     built: list[Any] = []
 
@@ -173,6 +174,7 @@ def makePool(
     class TestPool(poolClass):  # type: ignore[valid-type,misc]
         clientFactory = Factory
 
+    options.setdefault("retryPolicy", lambda attempt: 1.0)
     clock = FakeReactor()
     endpoint = FakeEndpoint(clock)
     pool = TestPool(endpoint, maxClients, reactor=clock, **options)

@@ -19,7 +19,10 @@ from txconnpool import (
     Pool,
     PoolClosedError,
     PooledClientFactory,
+    PoolFullError,
     PoolStats,
+    PoolTimeoutError,
+    RequestTimeoutError,
     ServerUnavailableError,
 )
 
@@ -202,6 +205,8 @@ def test_lostConnectionFailsRequestInFlight() -> None:
     h.attemptFor(proto).lose(ConnectionLost("reset"))
     f = failureOf(d1, ConnectionLostError)
     assert isinstance(f.value.__cause__, ConnectionLost)
+    assert len(h.endpoint.attempts) == 1
+    h.clock.advance(1.0)
     assert len(h.endpoint.attempts) == 2
     proto2 = h.connect()
     assert proto2 is not proto
@@ -330,19 +335,210 @@ def test_cancelWhileConnectingCancelsTheAttempt() -> None:
 
 def test_connectFailureFailsWaitersWhenNothingElseCanServeThem() -> None:
     """
-    When the only connection attempt fails, the waiting requests fail with
-    ServerUnavailableError instead of hanging, and a later request tries again.
+    With failFastAfter=1, when the only connection attempt fails the waiting requests fail
+    with ServerUnavailableError instead of hanging; new requests fail fast until the retry is
+    due, and then try again.
     """
-    h = makePool(maxClients=1)
+    h = makePool(maxClients=1, failFastAfter=1)
     ds = [h.pool.performRequest("ask", i) for i in range(3)]
     h.endpoint.attempts[0].fail(ConnectionRefusedError())
     for d in ds:
         f = failureOf(d, ServerUnavailableError)
         assert isinstance(f.value.__cause__, ConnectionRefusedError)
-    d = h.pool.performRequest("ask", 4)
+        assert "1 consecutive attempts failed" in str(f.value)
+    failureOf(h.pool.performRequest("ask", 4), ServerUnavailableError)
+    assert len(h.endpoint.attempts) == 1
+    h.clock.advance(1.0)
+    d = h.pool.performRequest("ask", 5)
     assert len(h.endpoint.attempts) == 2
     h.connect().answer()
-    assert resultOf(d) == 4
+    assert resultOf(d) == 5
+
+
+def test_reconnectBacksOffThenCircuitOpensThenRecovers() -> None:
+    """
+    Failed connection attempts are retried after the policy's delays while requests wait;
+    after failFastAfter failures the waiters fail and new requests fail fast; when the delay
+    is over one probe connection is made, and once it carries a request the pool is back to
+    normal.
+    """
+    delays: list[int] = []
+
+    def policy(attempt: int) -> float:
+        delays.append(attempt)
+        return 2.0**attempt
+
+    h = makePool(maxClients=3, failFastAfter=3, retryPolicy=policy)
+    waiting = [h.pool.performRequest("ask", i) for i in range(2)]
+    assert len(h.endpoint.attempts) == 2
+    h.endpoint.attempts[0].fail()
+    h.endpoint.attempts[1].fail()
+    assert delays == [0, 1]
+    h.clock.advance(1.9)
+    assert len(h.endpoint.attempts) == 2
+    h.clock.advance(0.1)
+    assert len(h.endpoint.attempts) == 3
+    assertNoResult(waiting[0])
+    h.endpoint.attempts[2].fail()
+    for d in waiting:
+        failureOf(d, ServerUnavailableError)
+    fast = h.pool.performRequest("ask", 9)
+    failureOf(fast, ServerUnavailableError)
+    h.clock.advance(4.0)
+    probed = [h.pool.performRequest("ask", i) for i in range(3)]
+    assert len(h.endpoint.pending()) == 1
+    proto = h.connect()
+    proto.answer()
+    assert resultOf(probed[0]) == 0
+    assert [v for v, _ in proto.asked] == [1]
+    assert len(h.endpoint.pending()) == 1
+    proto.answer()
+    proto.answer()
+    assert [resultOf(d) for d in probed[1:]] == [1, 2]
+    assert h.connect().asked == []
+    assert h.pool.poolStats().idle == 2
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_connectTimeout() -> None:
+    """
+    A connection attempt that takes longer than connectTimeout is cancelled and counts as a
+    failed attempt.
+    """
+    h = makePool(maxClients=1, connectTimeout=3.0, failFastAfter=1)
+    d = h.pool.performRequest("ask", 1)
+    h.clock.advance(2.9)
+    assertNoResult(d)
+    h.clock.advance(0.1)
+    assert h.endpoint.attempts[0].cancelled
+    f = failureOf(d, ServerUnavailableError)
+    assert "longer than 3.0s" in str(f.value)
+    assert h.pool.poolStats().connecting == 0
+
+
+def test_connectTimeoutCoversTheHandshake() -> None:
+    """
+    A handshake that does not finish within connectTimeout drops the connection.
+    """
+
+    class Slow(PooledClientFactory):
+        def prepareConnection(self, protocol: Any) -> Deferred[object]:
+            return Deferred()
+
+    h = makePool(factoryBase=Slow, connectTimeout=2.0, failFastAfter=1)
+    d = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    h.clock.advance(2.0)
+    failureOf(d, ServerUnavailableError)
+    assert h.attemptFor(proto).transport.disconnecting
+
+
+def test_acquireTimeout() -> None:
+    """
+    A request that waits acquireTimeout seconds for a connection fails with PoolTimeoutError
+    naming the address and the counts, and a connection freed later skips it.
+    """
+    h = makePool(maxClients=1, acquireTimeout=5.0)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    d2 = h.pool.performRequest("ask", 2)
+    d3 = h.pool.performRequest("ask", 3)
+    h.clock.advance(5.0)
+    f = failureOf(d2, PoolTimeoutError)
+    assert "timed out after 5.0s waiting for a connection to <FakeEndpoint>" in str(f.value)
+    assert "(1 busy, 0 idle, 0 connecting, 1 waiting)" in str(f.value)
+    failureOf(d3, PoolTimeoutError)
+    proto.answer()
+    resultOf(d1)
+    assert proto.asked == []
+    assert h.pool.poolStats().idle == 1
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_acquireTimeoutNotStartedWhenServedAtOnce() -> None:
+    """
+    A request that gets a connection at once leaves no acquire timer behind.
+    """
+    h = makePool(maxClients=1, acquireTimeout=5.0, connectTimeout=None)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    d2 = h.pool.performRequest("ask", 2)
+    assert h.clock.getDelayedCalls() == []
+    proto.answer()
+    resultOf(d2)
+
+
+def test_requestTimeoutDropsTheConnection() -> None:
+    """
+    A request without a reply within requestTimeout fails with RequestTimeoutError, and its
+    connection is dropped and replaced.
+    """
+    h = makePool(maxClients=1, requestTimeout=2.0)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    proto = h.connect()
+    h.clock.advance(2.0)
+    f = failureOf(d1, RequestTimeoutError)
+    assert isinstance(f.value, PoolTimeoutError)
+    assert h.attemptFor(proto).transport.lost
+    proto2 = h.connect()
+    proto2.answer()
+    assert resultOf(d2) == 2
+    assert h.clock.getDelayedCalls() == []
+
+
+def test_maxWaitersShedsLoad() -> None:
+    """
+    Beyond maxWaiters requests waiting for busy connections, new requests fail at once with
+    PoolFullError; requests waiting for a connection being opened do not count.
+    """
+    h = makePool(maxClients=2, maxWaiters=1)
+    d1 = h.pool.performRequest("ask", 1)
+    d2 = h.pool.performRequest("ask", 2)
+    d3 = h.pool.performRequest("ask", 3)
+    f = failureOf(h.pool.performRequest("ask", 4), PoolFullError)
+    assert "maxWaiters=1" in str(f.value)
+    p1, p2 = h.connect(), h.connect()
+    p1.answer()
+    p2.answer()
+    p1.answer()
+    assert [resultOf(d) for d in (d1, d2, d3)] == [1, 2, 3]
+
+
+def test_maxWaitersZeroNeverQueuesBehindBusyConnections() -> None:
+    """
+    With maxWaiters=0 a request may wait for a new connection but never for a busy one.
+    """
+    h = makePool(maxClients=1, maxWaiters=0)
+    d1 = h.pool.performRequest("ask", 1)
+    failureOf(h.pool.performRequest("ask", 2), PoolFullError)
+    h.connect().answer()
+    assert resultOf(d1) == 1
+
+
+def test_staleConnectionRetriesIdempotentRequestOnce() -> None:
+    """
+    An idempotent request whose connection turns out closed before any reply arrived is sent
+    again on another connection, once; a non-idempotent one fails.
+    """
+
+    class RetryingPool(Pool[Any]):
+        idempotentMethods = frozenset({"ask"})
+
+    h = makePool(maxClients=1, poolClass=RetryingPool)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(d1)
+    d2 = h.pool.performRequest("ask", 2)
+    h.attemptFor(proto).lose(ConnectionDone())
+    assertNoResult(d2)
+    proto2 = h.connect()
+    assert [v for v, _ in proto2.asked] == [2]
+    h.attemptFor(proto2).lose(ConnectionDone())
+    failureOf(d2, ConnectionLostError)
 
 
 def test_connectFailureLeavesWaitersForOpenConnections() -> None:
@@ -677,7 +873,7 @@ def test_prepareConnectionFailureDropsConnection() -> None:
         def prepareConnection(self, protocol: Any) -> Deferred[object]:
             raise PermissionError("bad password")
 
-    h = makePool(factoryBase=Refusing, maxClients=1)
+    h = makePool(factoryBase=Refusing, maxClients=1, failFastAfter=1)
     d = h.pool.performRequest("echo", 1)
     proto = h.connect()
     f = failureOf(d, ServerUnavailableError)

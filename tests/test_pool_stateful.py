@@ -100,9 +100,9 @@ class PoolMachine(RuleBasedStateMachine):
             proto = data.draw(st.sampled_from(open_))
             self.h.attemptFor(proto).lose(ConnectionLost("reset"))
 
-    @rule()
-    def clockTurns(self) -> None:
-        self.h.clock.advance(0)
+    @rule(seconds=st.sampled_from([0, 0.5, 1.0, 5.0]))
+    def clockTurns(self, seconds: float) -> None:
+        self.h.clock.advance(seconds)
 
     @rule(size=st.integers(1, 4))
     def resize(self, size: int) -> None:
@@ -132,7 +132,7 @@ class PoolMachine(RuleBasedStateMachine):
     def waitersAreServedOrConnecting(self) -> None:
         stats = self.h.pool.poolStats()
         if stats.waiting and not self.closing:
-            assert stats.connecting or stats.busy
+            assert stats.connecting or stats.busy or self.h.clock.getDelayedCalls()
 
     @invariant()
     def oneRequestPerConnection(self) -> None:

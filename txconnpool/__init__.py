@@ -11,6 +11,7 @@ from .errors import (
     PoolFullError,
     PoolTimeoutError,
     ProtocolError,
+    RequestTimeoutError,
     ServerUnavailableError,
 )
 from .pool import Pool, PooledClientFactory
@@ -27,6 +28,7 @@ __all__ = [
     "PoolTimeoutError",
     "PooledClientFactory",
     "ProtocolError",
+    "RequestTimeoutError",
     "ServerUnavailableError",
     "__version__",
 ]

@@ -37,9 +37,22 @@ class Request:
     @ivar deferred: The L{Deferred} handed to the caller.
     @ivar connection: The connection serving the request, once it has one.
     @ivar done: Whether C{deferred} has been, or is being, fired or cancelled.
+    @ivar timer: The pending timeout of the request (waiting or in flight), if any.
+    @ivar retried: Whether the request was already sent again after a stale connection.
+    @ivar mark: The connection's count of received chunks when the request was sent.
     """
 
-    __slots__ = ("args", "connection", "deferred", "done", "kwargs", "method")
+    __slots__ = (
+        "args",
+        "connection",
+        "deferred",
+        "done",
+        "kwargs",
+        "mark",
+        "method",
+        "retried",
+        "timer",
+    )
 
     def __init__(
         self,
@@ -54,6 +67,9 @@ class Request:
         self.deferred = deferred
         self.connection: Connection | None = None
         self.done = False
+        self.timer: Any = None
+        self.retried = False
+        self.mark = 0
 
 
 class Connection:
@@ -67,6 +83,9 @@ class Connection:
     @ivar transport: The transport, once connected.
     @ivar current: The request in flight or the checkout holding the connection.
     @ivar lost: Whether the transport reported the connection lost.
+    @ivar timer: The pending connect timeout, while connecting.
+    @ivar proven: Whether a request completed on the connection without breaking it.
+    @ivar received: How many chunks of data the connection has received.
     """
 
     __slots__ = (
@@ -75,8 +94,11 @@ class Connection:
         "factory",
         "lost",
         "protocol",
+        "proven",
         "ready",
+        "received",
         "state",
+        "timer",
         "transport",
     )
 
@@ -89,6 +111,9 @@ class Connection:
         self.current: Request | None = None
         self.state = State.CONNECTING
         self.lost = False
+        self.timer: Any = None
+        self.proven = False
+        self.received = 0
 
     def close(self, abort: bool = False) -> None:
         """
@@ -149,6 +174,7 @@ class PoolProtocol(Protocol):
         """
         Pass received bytes to the wrapped protocol.
         """
+        self._connection.received += 1
         self._wrapped.dataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:

@@ -13,8 +13,18 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._circuit import Circuit
 from ._connection import Connection, PoolFactory, Request, State
-from .errors import ConnectionLostError, NoSuchCommand, PoolClosedError, ServerUnavailableError
+from ._options import PoolOptions
+from .errors import (
+    ConnectionLostError,
+    NoSuchCommand,
+    PoolClosedError,
+    PoolFullError,
+    PoolTimeoutError,
+    RequestTimeoutError,
+    ServerUnavailableError,
+)
 
 
 class PoolMachine:
@@ -22,19 +32,26 @@ class PoolMachine:
     The pool's state and every change to it. Requests and connections meet in one place,
     L{_dispatch}, a loop that callbacks re-entering the pool never recurse into.
 
-    Subclasses provide C{clientFactory} and C{brokenConnectionErrors}.
+    Subclasses provide C{clientFactory}, C{brokenConnectionErrors} and C{idempotentMethods}.
     """
 
     clientFactory: Any
     brokenConnectionErrors: tuple[type[BaseException], ...]
+    idempotentMethods: frozenset[str]
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, endpoint: Any, address: str, maxClients: int) -> None:
+    def __init__(
+        self, reactor: Any, endpoint: Any, address: str, maxClients: int, options: PoolOptions
+    ) -> None:
         self._reactor = reactor
         self._endpoint = endpoint
         self._address = address
         self._maxClients = maxClients
+        self._options = options
+        self._circuit = Circuit(
+            reactor, options.retryPolicy, options.failFastAfter, onRetry=self._dispatch
+        )
 
         self._waiters: deque[Request] = deque()
         self._waiting = 0
@@ -59,14 +76,38 @@ class PoolMachine:
         self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Deferred[Any]:
         self._requests += 1
-        if self._closing:
+        refusal = self._refusal()
+        if refusal is not None:
             self._failedRequests += 1
-            return fail(PoolClosedError(f"{self!r} is closed"))
+            return fail(refusal)
         request = Request(method, args, kwargs, Deferred(lambda d: self._cancel(request)))
         self._waiters.append(request)
         self._waiting += 1
         self._dispatch()
+        timeout = self._options.acquireTimeout
+        if timeout is not None and request.connection is None and not request.done:
+            request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
         return request.deferred
+
+    def _refusal(self) -> Exception | None:
+        """
+        @return: Why a new request must fail at once, or L{None} if it may wait.
+        """
+        if self._closing:
+            return PoolClosedError(f"{self!r} is closed")
+        if self._circuit.isOpen() and not (self._busy or self._idle):
+            return self._unavailable()
+        maxWaiters = self._options.maxWaiters
+        if (
+            maxWaiters is not None
+            and self._total() >= self._maxClients
+            and self._waiting - len(self._connecting) >= maxWaiters
+        ):
+            return PoolFullError(
+                f"too many requests waiting for a connection to {self._address} "
+                f"(maxWaiters={maxWaiters}; {self._counts()})"
+            )
+        return None
 
     def _dispatch(self) -> None:
         """
@@ -93,6 +134,7 @@ class PoolMachine:
                     self._waiting > len(self._connecting)
                     and self._total() < self._maxClients
                     and not self._closing
+                    and self._circuit.mayConnect(len(self._connecting))
                 ):
                     if not self._connect():
                         break
@@ -106,9 +148,16 @@ class PoolMachine:
         self._busy += 1
         connection.current = request
         request.connection = connection
+        if request.timer is not None:
+            request.timer.cancel()
+            request.timer = None
         if request.method is None:
             self._settle(request, connection.protocol)
             return
+        request.mark = connection.received
+        timeout = self._options.requestTimeout
+        if timeout is not None:
+            request.timer = self._reactor.callLater(timeout, self._requestTimedOut, request)
         method = getattr(connection.protocol, request.method, None)
         if not callable(method):
             result: Any = Failure(self._noSuchCommand(type(connection.protocol), request.method))
@@ -132,13 +181,54 @@ class PoolMachine:
             ):
                 self._retire(connection, abort=True)
             else:
+                if not connection.proven:
+                    self._prove(connection)
                 self._checkin(connection)
         if request.done:
             return None
-        if isinstance(result, Failure) and result.check(error.ConnectionClosed):
-            result = Failure(self._lostError(result))
+        if isinstance(result, Failure) and result.check(
+            error.ConnectionClosed, ConnectionLostError
+        ):
+            if self._mayRetry(request, connection):
+                self._requeue(request)
+                self._dispatch()
+                return None
+            if not result.check(ConnectionLostError):
+                result = Failure(self._lostError(result))
         self._settle(request, result)
         return None
+
+    def _mayRetry(self, request: Request, connection: Connection) -> bool:
+        """
+        Whether a request that failed because its connection went away may be sent again: it
+        never was answered (no data arrived after it was sent), it is idempotent, and it was
+        not retried already.
+        """
+        return (
+            not request.retried
+            and not self._closing
+            and not self._circuit.isOpen()
+            and request.method in self.idempotentMethods
+            and connection.received == request.mark
+        )
+
+    def _requeue(self, request: Request) -> None:
+        """
+        Put a request back at the head of the queue, to be sent on another connection.
+        """
+        self._log.info(
+            "Retrying {method} on a new connection to {address}: the connection it was sent "
+            "on had been closed",
+            method=request.method,
+            address=self._address,
+        )
+        if request.timer is not None:
+            request.timer.cancel()
+            request.timer = None
+        request.retried = True
+        request.connection = None
+        self._waiters.appendleft(request)
+        self._waiting += 1
 
     def _settle(self, request: Request, result: Any) -> None:
         """
@@ -146,6 +236,9 @@ class PoolMachine:
         make queue behind those already waiting.
         """
         request.done = True
+        if request.timer is not None:
+            request.timer.cancel()
+            request.timer = None
         if isinstance(result, Failure):
             self._failedRequests += 1
         request.deferred.callback(result)
@@ -158,20 +251,73 @@ class PoolMachine:
         """
         request.done = True
         self._failedRequests += 1
+        if request.timer is not None:
+            request.timer.cancel()
+            request.timer = None
         connection = request.connection
         if connection is None:
-            self._waiting -= 1
-            self._cancelledWaiters += 1
-            if self._cancelledWaiters > 32 and self._cancelledWaiters > self._waiting:
-                self._waiters = deque(r for r in self._waiters if not r.done)
-                self._cancelledWaiters = 0
-            if len(self._connecting) > self._waiting:
-                surplus = self._connecting[-1]
-                if surplus.attempt is not None:
-                    self._retire(surplus)
+            self._dequeue(request)
         elif connection.current is request:
             self._retire(connection, abort=True)
             self._dispatch()
+
+    def _dequeue(self, request: Request) -> None:
+        """
+        Forget a waiting request that was cancelled or timed out (it stays in the queue until
+        the dispatch loop or a compaction skips it), and cancel a connection attempt that no
+        request needs any more.
+        """
+        self._waiting -= 1
+        self._cancelledWaiters += 1
+        if self._cancelledWaiters > 32 and self._cancelledWaiters > self._waiting:
+            self._waiters = deque(r for r in self._waiters if not r.done)
+            self._cancelledWaiters = 0
+        if len(self._connecting) > self._waiting:
+            surplus = self._connecting[-1]
+            if surplus.attempt is not None:
+                self._retire(surplus)
+
+    def _waitTimedOut(self, request: Request) -> None:
+        """
+        A request waited C{acquireTimeout} seconds for a connection: fail it with
+        L{PoolTimeoutError}.
+        """
+        request.timer = None
+        if request.done or request.connection is not None:
+            return
+        request.done = True
+        self._dequeue(request)
+        self._settle(
+            request,
+            Failure(
+                PoolTimeoutError(
+                    f"timed out after {self._options.acquireTimeout}s waiting for a connection "
+                    f"to {self._address} ({self._counts()})"
+                )
+            ),
+        )
+
+    def _requestTimedOut(self, request: Request) -> None:
+        """
+        A request had no reply within C{requestTimeout} seconds: fail it with
+        L{RequestTimeoutError} and drop its connection, whose late reply cannot be trusted.
+        """
+        request.timer = None
+        connection = request.connection
+        if request.done or connection is None:
+            return
+        if connection.current is request:
+            connection.current = None
+            self._retire(connection, abort=True)
+        self._settle(
+            request,
+            Failure(
+                RequestTimeoutError(
+                    f"no reply to {request.method} from {self._address} within "
+                    f"{self._options.requestTimeout}s; the connection was dropped"
+                )
+            ),
+        )
 
     # Connections
 
@@ -192,6 +338,11 @@ class PoolMachine:
         connection = Connection(factory, factory.deferred)
         self._connecting.append(connection)
         self._live.add(connection)
+        timeout = self._options.connectTimeout
+        if timeout is not None:
+            connection.timer = self._reactor.callLater(
+                timeout, self._connectTimedOut, connection
+            )
         connection.ready.addCallbacks(
             self._readyFired,
             self._readyFailed,
@@ -216,16 +367,30 @@ class PoolMachine:
         connection.attempt = None
 
     def _attemptFailed(self, reason: Failure, connection: Connection) -> None:
-        cancelled = connection.state is State.GONE
         connection.attempt = None
         self._live.discard(connection)
         if connection.state is State.CONNECTING:
-            self._connecting.remove(connection)
-            connection.state = State.GONE
-        if not cancelled:
+            self._retire(connection)
             self._connectFailed(reason)
         self._dispatch()
         self._maybeClosed()
+
+    def _connectTimedOut(self, connection: Connection) -> None:
+        """
+        A connection attempt, or the handshake after it, took longer than C{connectTimeout}.
+        """
+        connection.timer = None
+        if connection.state is State.CONNECTING:
+            self._connectFailed(
+                Failure(
+                    error.TimeoutError(
+                        f"connecting to {self._address} took longer than "
+                        f"{self._options.connectTimeout}s"
+                    )
+                )
+            )
+            self._retire(connection, abort=True)
+            self._dispatch()
 
     def _connectionMade(self, connection: Connection, protocol: Any, transport: Any) -> None:
         """
@@ -262,13 +427,12 @@ class PoolMachine:
 
     def _readyFailed(self, reason: Failure, connection: Connection) -> None:
         if connection.state is State.CONNECTING:
-            self._connecting.remove(connection)
-            connection.state = State.GONE
-            connection.close(abort=True)
             self._connectFailed(reason)
+            self._retire(connection, abort=True)
             self._dispatch()
 
     def _markReady(self, connection: Connection) -> None:
+        self._stopConnectTimer(connection)
         self._connecting.remove(connection)
         self._created += 1
         self._log.debug("Connected to {address}", address=self._address)
@@ -297,6 +461,7 @@ class PoolMachine:
         if state is State.GONE:
             return
         connection.state = State.GONE
+        self._stopConnectTimer(connection)
         if state is State.IDLE:
             self._idle.remove(connection)
         elif state is State.BUSY:
@@ -318,12 +483,9 @@ class PoolMachine:
         Called by the connection's L{PoolProtocol} when the transport is gone.
         """
         connection.lost = True
-        protocol = connection.protocol
-        try:
-            protocol.connectionLost(reason)
-        except Exception:
-            self._log.failure("connectionLost of {protocol!r} raised", protocol=protocol)
         state = connection.state
+        request = connection.current
+        inFlight = request is not None and request.method is not None
         if state is not State.GONE:
             self._log.info(
                 "Connection to {address} lost: {reason}",
@@ -331,36 +493,75 @@ class PoolMachine:
                 reason=reason.value,
             )
             self._retire(connection)
-            if state is State.CONNECTING:
+            if state is State.CONNECTING or (inFlight and not connection.proven):
                 self._connectFailed(reason)
-        request = connection.current
-        if request is not None and request.method is not None:
-            connection.current = None
-            if not request.done:
-                self._settle(request, Failure(self._lostError(reason)))
+        protocol = connection.protocol
+        try:
+            protocol.connectionLost(reason)
+        except Exception:
+            self._log.failure("connectionLost of {protocol!r} raised", protocol=protocol)
+        if request is not None and inFlight and connection.current is request:
+            self._finished(Failure(self._lostError(reason)), connection, request)
         self._live.discard(connection)
         self._dispatch()
         self._maybeClosed()
 
     def _connectFailed(self, reason: Failure) -> None:
         """
-        A connection attempt failed. When no other connection is open or coming, the server is
-        out of reach: fail the waiting requests rather than leave them hanging.
+        A connection attempt failed, or a new connection broke before it proved usable. The
+        next attempt waits for the backoff delay; after C{failFastAfter} consecutive failures,
+        with no connection open, the waiting requests fail with L{ServerUnavailableError}
+        rather than wait on a server out of reach.
         """
-        self._log.warn(
-            "Could not connect to {address}: {reason}", address=self._address, reason=reason.value
-        )
-        if self._busy or self._idle or self._connecting or not self._waiting:
+        if self._closing:
             return
+        delay = self._circuit.failed(reason.value)
+        self._log.warn(
+            "Could not connect to {address} ({failures} consecutive failures): {reason}; "
+            "next attempt in {delay:.2f}s",
+            address=self._address,
+            failures=self._circuit.failures,
+            reason=reason.value,
+            delay=delay,
+        )
+        if not self._circuit.exhausted() or self._busy or self._idle:
+            return
+        self._log.warn(
+            "Circuit to {address} open: requests fail fast until a connection succeeds",
+            address=self._address,
+        )
         waiters, self._waiters = self._waiters, deque()
         self._waiting = self._cancelledWaiters = 0
         for request in waiters:
             if not request.done:
-                unavailable = ServerUnavailableError(
-                    f"could not connect to {self._address}: {reason.value}"
-                )
-                unavailable.__cause__ = reason.value
-                self._settle(request, Failure(unavailable))
+                self._settle(request, Failure(self._unavailable()))
+
+    def _prove(self, connection: Connection) -> None:
+        """
+        A connection carried a request without breaking: the server is reachable again.
+        """
+        connection.proven = True
+        if self._circuit.succeeded():
+            self._log.info("Circuit to {address} closed", address=self._address)
+
+    def _stopConnectTimer(self, connection: Connection) -> None:
+        if connection.timer is not None:
+            connection.timer.cancel()
+            connection.timer = None
+
+    def _unavailable(self) -> ServerUnavailableError:
+        unavailable = ServerUnavailableError(
+            f"cannot connect to {self._address}: {self._circuit.failures} consecutive "
+            f"attempts failed, the last with: {self._circuit.lastError}"
+        )
+        unavailable.__cause__ = self._circuit.lastError
+        return unavailable
+
+    def _counts(self) -> str:
+        return (
+            f"{self._busy} busy, {len(self._idle)} idle, {len(self._connecting)} connecting, "
+            f"{self._waiting} waiting"
+        )
 
     def _dropAll(self) -> None:
         self._closeTimer = None

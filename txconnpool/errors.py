@@ -15,6 +15,7 @@ __all__ = [
     "PoolFullError",
     "PoolTimeoutError",
     "ProtocolError",
+    "RequestTimeoutError",
     "ServerUnavailableError",
 ]
 
@@ -33,7 +34,14 @@ class PoolClosedError(PoolError):
 
 class PoolTimeoutError(PoolError):
     """
-    A request waited longer than the pool allows for a connection.
+    A request waited longer than the pool allows for a connection (C{acquireTimeout}).
+    """
+
+
+class RequestTimeoutError(PoolTimeoutError):
+    """
+    A request sent on a connection had no complete reply within C{requestTimeout}; the
+    connection was dropped, since a late reply could no longer be matched to its request.
     """
 
 

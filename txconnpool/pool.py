@@ -9,6 +9,7 @@ connections that fail. Every L{Deferred} it returns fires exactly once.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import error
@@ -21,6 +22,8 @@ from twisted.python.failure import Failure
 from ._address import endpointFor
 from ._connection import Request, State
 from ._machine import PoolMachine
+from ._options import PoolOptions
+from .backoff import backoffPolicy
 from .errors import (
     ConnectionLostError,
     NoSuchCommand,
@@ -95,10 +98,14 @@ class Pool(PoolMachine, Generic[_P]):
     @cvar clientFactory: The L{PooledClientFactory} subclass building each connection.
     @cvar brokenConnectionErrors: Exception classes meaning that the connection a request
         failed on is unusable; see L{BROKEN_CONNECTION_ERRORS}.
+    @cvar idempotentMethods: Names of the protocol methods that are safe to send twice. A
+        request for one of them that fails because its connection had been closed before any
+        reply arrived (a stale idle connection) is sent once more on another connection.
     """
 
     clientFactory: type[PooledClientFactory] = PooledClientFactory
     brokenConnectionErrors: tuple[type[BaseException], ...] = BROKEN_CONNECTION_ERRORS
+    idempotentMethods: frozenset[str] = frozenset()
 
     _log = Logger()
 
@@ -108,6 +115,12 @@ class Pool(PoolMachine, Generic[_P]):
         maxClients: int = 5,
         reactor: Any = None,
         *,
+        connectTimeout: float | None = 5.0,
+        requestTimeout: float | None = None,
+        acquireTimeout: float | None = None,
+        maxWaiters: int | None = None,
+        failFastAfter: int = 3,
+        retryPolicy: Callable[[int], float] | None = None,
         shutdownTimeout: float = 5.0,
     ) -> None:
         """
@@ -121,6 +134,22 @@ class Pool(PoolMachine, Generic[_P]):
         @param maxClients: The most connections open at once, connection attempts included.
         @param reactor: The reactor to connect and keep time with; the global reactor if
             L{None}.
+        @param connectTimeout: Seconds a connection attempt, handshake included, may take
+            before it is abandoned and counts as failed; L{None} for no limit.
+        @param requestTimeout: Seconds a request sent on a connection may wait for its reply
+            before it fails with L{RequestTimeoutError} and the connection is dropped; L{None}
+            for no limit.
+        @param acquireTimeout: Seconds a request may wait for a connection before it fails with
+            L{PoolTimeoutError}; L{None} for no limit.
+        @param maxWaiters: The most requests waiting for a busy connection; more fail at once
+            with L{PoolFullError}. L{None} for no limit; 0 refuses any wait for a busy
+            connection (a request may still wait for a connection being opened for it).
+        @param failFastAfter: After this many consecutive failed connection attempts, with no
+            connection open, the waiting requests fail with L{ServerUnavailableError}, and new
+            ones fail at once until the next attempt is due.
+        @param retryPolicy: The delay before the next connection attempt after a failure,
+            given the number of the retry (0 for the first); by default
+            C{backoffPolicy()}: 0.1s doubling up to 10s, varied by up to 25%.
         @param shutdownTimeout: When the reactor shuts down, the pool closes itself and waits
             this many seconds for requests in flight before dropping their connections.
 
@@ -128,17 +157,21 @@ class Pool(PoolMachine, Generic[_P]):
         @raise ValueError: An argument has an impossible value.
         """
         _checkMaxClients(maxClients)
-        if isinstance(shutdownTimeout, bool) or not isinstance(shutdownTimeout, (int, float)):
-            raise TypeError(f"shutdownTimeout must be a number, not {shutdownTimeout!r}")
-        if not shutdownTimeout >= 0:
-            raise ValueError(f"shutdownTimeout must be 0 or more, not {shutdownTimeout!r}")
+        options = PoolOptions(
+            connectTimeout=connectTimeout,
+            requestTimeout=requestTimeout,
+            acquireTimeout=acquireTimeout,
+            maxWaiters=maxWaiters,
+            failFastAfter=failFastAfter,
+            retryPolicy=backoffPolicy() if retryPolicy is None else retryPolicy,
+            shutdownTimeout=shutdownTimeout,
+        )
         if reactor is None:
             from twisted.internet import reactor as globalReactor
 
             reactor = globalReactor
         endpoint, address = endpointFor(reactor, serverAddress)
-        PoolMachine.__init__(self, reactor, endpoint, address, maxClients)
-        self._shutdownTimeout = float(shutdownTimeout)
+        PoolMachine.__init__(self, reactor, endpoint, address, maxClients, options)
         self._shutdownTrigger: Any = None
         if IReactorCore.providedBy(reactor):
             self._shutdownTrigger = reactor.addSystemEventTrigger(
@@ -281,6 +314,7 @@ class Pool(PoolMachine, Generic[_P]):
             self._closeWaiters.append(waiter)
             return waiter
         self._closing = True
+        self._circuit.stop()
         if self._shutdownTrigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
@@ -353,7 +387,7 @@ class Pool(PoolMachine, Generic[_P]):
 
     def _atShutdown(self) -> Deferred[None]:
         self._shutdownTrigger = None
-        return self.close(timeout=self._shutdownTimeout)
+        return self.close(timeout=self._options.shutdownTimeout)
 
 
 class CheckedOutConnection(Generic[_P]):

@@ -53,6 +53,9 @@ class MemCachePool(Pool[MemCacheProtocol]):
     """
 
     clientFactory = MemCacheClientFactory
+    idempotentMethods = frozenset(
+        {"get", "getMultiple", "delete", "touch", "version", "stats"}
+    )
 
     def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
         """

@@ -1,0 +1,101 @@
+"""
+The pool's view of whether the server can be reached: consecutive failed connections, the
+backoff before the next attempt, and the circuit that makes requests fail fast meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class Circuit:
+    """
+    Counts consecutive connection failures and times the next attempt.
+
+      - Closed (no failures): connections open as needed.
+      - After a failure: the next attempt waits for the backoff delay, and then connections
+        are opened one at a time until one proves usable.
+      - Open (C{failFastAfter} consecutive failures and the backoff delay still running):
+        the pool fails requests at once instead of queueing them.
+
+    @ivar failures: Consecutive failed connection attempts.
+    @ivar lastError: The exception of the latest failure.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        policy: Callable[[int], float],
+        failFastAfter: int,
+        onRetry: Callable[[], None],
+    ) -> None:
+        self._reactor = reactor
+        self._policy = policy
+        self._failFastAfter = failFastAfter
+        self._onRetry = onRetry
+        self._timer: Any = None
+        self.failures = 0
+        self.lastError: BaseException | None = None
+
+    def failed(self, reason: BaseException | None) -> float:
+        """
+        Record a failed connection and start the delay before the next attempt.
+
+        @return: The delay, in seconds.
+        """
+        self.failures += 1
+        self.lastError = reason
+        delay = self._policy(self.failures - 1)
+        self.stop()
+        self._timer = self._reactor.callLater(delay, self._retry)
+        return delay
+
+    def succeeded(self) -> bool:
+        """
+        Record that a connection proved usable: failures are forgotten.
+
+        @return: Whether there were failures to forget.
+        """
+        if not self.failures:
+            return False
+        self.failures = 0
+        self.lastError = None
+        self.stop()
+        return True
+
+    def isOpen(self) -> bool:
+        """
+        @return: Whether requests should fail fast: too many failures, and the delay before the
+            next attempt is still running.
+        """
+        return self.failures >= self._failFastAfter and self._timer is not None
+
+    def exhausted(self) -> bool:
+        """
+        @return: Whether there have been C{failFastAfter} consecutive failures or more, so that
+            requests waiting for a connection should fail rather than wait for the next try.
+        """
+        return self.failures >= self._failFastAfter
+
+    def mayConnect(self, connecting: int) -> bool:
+        """
+        @param connecting: Connection attempts in progress.
+        @return: Whether a new connection attempt may start now.
+        """
+        if self._timer is not None:
+            return False
+        return not self.failures or not connecting
+
+    def stop(self) -> None:
+        """
+        Cancel the pending retry, if any.
+        """
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _retry(self) -> None:
+        self._timer = None
+        self._onRetry()

@@ -1,0 +1,58 @@
+"""
+The keyword options of a pool, validated once at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import field, frozen
+
+from .backoff import backoffPolicy
+
+
+def _seconds(optional: bool) -> Callable[[Any, Any, Any], None]:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "a number of seconds or None" if optional else "a number of seconds"
+            raise TypeError(f"{attribute.name} must be {kind}, not {value!r}")
+        if not value >= 0:
+            raise ValueError(f"{attribute.name} must be 0 or more, not {value!r}")
+
+    return check
+
+
+def _count(minimum: int, optional: bool) -> Callable[[Any, Any, Any], None]:
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            kind = "an int or None" if optional else "an int"
+            raise TypeError(f"{attribute.name} must be {kind}, not {value!r}")
+        if value < minimum:
+            raise ValueError(f"{attribute.name} must be at least {minimum}, not {value!r}")
+
+    return check
+
+
+def _callable(instance: Any, attribute: Any, value: Any) -> None:
+    if not callable(value):
+        raise TypeError(f"{attribute.name} must be callable, not {value!r}")
+
+
+@frozen
+class PoolOptions:
+    """
+    The options of a L{txconnpool.pool.Pool}; see its constructor for their meaning.
+    """
+
+    connectTimeout: float | None = field(default=5.0, validator=_seconds(optional=True))
+    requestTimeout: float | None = field(default=None, validator=_seconds(optional=True))
+    acquireTimeout: float | None = field(default=None, validator=_seconds(optional=True))
+    maxWaiters: int | None = field(default=None, validator=_count(0, optional=True))
+    failFastAfter: int = field(default=3, validator=_count(1, optional=False))
+    retryPolicy: Callable[[int], float] = field(factory=backoffPolicy, validator=_callable)
+    shutdownTimeout: float = field(default=5.0, validator=_seconds(optional=False))
