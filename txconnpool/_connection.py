@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides
 
 if TYPE_CHECKING:
-    from ._machine import PoolMachine
+    from ._lifecycle import ConnectionMachine
     from .pool import PooledClientFactory
 
 
@@ -144,7 +144,7 @@ class PoolProtocol(Protocol):
     hears when the connection is made and lost. The user's protocol gets the real transport.
     """
 
-    def __init__(self, pool: PoolMachine, connection: Connection, wrapped: Any) -> None:
+    def __init__(self, pool: ConnectionMachine, connection: Connection, wrapped: Any) -> None:
         self._pool = pool
         self._connection = connection
         self._wrapped = wrapped
@@ -217,7 +217,7 @@ class PoolFactory(Factory):
 
     noisy = False
 
-    def __init__(self, pool: PoolMachine, connection: Connection) -> None:
+    def __init__(self, pool: ConnectionMachine, connection: Connection) -> None:
         self._pool = pool
         self._connection = connection
 

@@ -8,7 +8,6 @@ connections that fail. Every L{Deferred} it returns fires exactly once.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -17,7 +16,6 @@ from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail,
 from twisted.internet.interfaces import IReactorCore
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from ._address import endpointFor
 from ._connection import Request, State
@@ -318,11 +316,7 @@ class Pool(PoolMachine, Generic[_P]):
         if self._shutdownTrigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
-        waiters, self._waiters = self._waiters, deque()
-        self._waiting = self._cancelledWaiters = 0
-        for request in waiters:
-            if not request.done:
-                self._settle(request, Failure(PoolClosedError(f"{self!r} was closed")))
+        self._failWaiters(lambda: PoolClosedError(f"{self!r} was closed"))
         for connection in self._connecting + self._idle:
             self._retire(connection)
         waiter = Deferred()
