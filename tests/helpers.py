@@ -87,6 +87,9 @@ class Recorder(Protocol):
         _, d = self.asked.pop(0)
         d.errback(exc)
 
+    def ping(self) -> Deferred[Any]:
+        return self.ask("<ping>")
+
     def echo(self, value: Any) -> Deferred[Any]:
         return succeed(value)
 
@@ -159,7 +162,8 @@ def makePool(
 ) -> Harness:
     """
     Make a pool of C{protocolClass} connections over a L{FakeEndpoint} and a clock. Unless
-    told otherwise, the pool waits one second before reconnecting after a failure.
+    told otherwise, the pool waits one second before reconnecting after a failure, and keeps
+    idle connections open.
     """
     built: list[Any] = []
 
@@ -175,6 +179,7 @@ def makePool(
         clientFactory = Factory
 
     options.setdefault("retryPolicy", lambda attempt: 1.0)
+    options.setdefault("idleTimeout", None)
     clock = FakeReactor()
     endpoint = FakeEndpoint(clock)
     pool = TestPool(endpoint, maxClients, reactor=clock, **options)

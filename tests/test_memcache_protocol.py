@@ -1274,3 +1274,16 @@ def test_requestFromErrbackAfterDrop() -> None:
     proto.dataReceived(b"bogus\r\n")
     failureOf(retried[0], ConnectionLostError)
     assert transport.value() == b"get a\r\n"
+
+
+def test_persistentTimeOutIsTimeOut() -> None:
+    """
+    persistentTimeOut, Twisted's name for the request timeout, reads and sets timeOut.
+    """
+    proto, _, clock = connect(timeOut=7)
+    assert proto.persistentTimeOut == 7
+    proto.persistentTimeOut = 3
+    assert proto.timeOut == 3
+    d = proto.get(b"k")
+    clock.advance(3)
+    failureOf(d, TimeoutError)

@@ -24,9 +24,11 @@ class PoolMachine(RuleBasedStateMachine):
     Requests and checkouts against a pool of at most three connections.
     """
 
+    options: dict[str, Any] = {}
+
     def __init__(self) -> None:
         super().__init__()
-        self.h = makePool(maxClients=3)
+        self.h = makePool(maxClients=3, **self.options)
         self.fired: dict[int, int] = {}
         self.deferreds: list[Deferred[Any]] = []
         self.checkedOut: list[Any] = []
@@ -106,7 +108,7 @@ class PoolMachine(RuleBasedStateMachine):
 
     @rule(size=st.integers(1, 4))
     def resize(self, size: int) -> None:
-        self.h.pool.suggestMaxClients(size)
+        self.h.pool.suggestMaxClients(max(size, self.options.get("minClients", 1)))
 
     @precondition(lambda self: self.closing is None)
     @rule()
@@ -177,3 +179,30 @@ class PoolMachine(RuleBasedStateMachine):
 PoolMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 TestPoolMachine = PoolMachine.TestCase
 TestPoolMachine.__doc__ = "The pool keeps its invariants under any sequence of events."
+
+
+class TimedPoolMachine(PoolMachine):
+    """
+    The same, with every timer of the pool running: timeouts, idle and lifetime limits,
+    keepalive and validation pings, and minClients.
+    """
+
+    options = {
+        "minClients": 1,
+        "connectTimeout": 2.0,
+        "requestTimeout": 3.0,
+        "acquireTimeout": 4.0,
+        "idleTimeout": 2.0,
+        "maxLifetime": 4.0,
+        "keepaliveInterval": 1.5,
+        "validateAfterIdle": 0.7,
+        "pingTimeout": 1.0,
+        "leakDetectionThreshold": 2.5,
+    }
+
+
+TimedPoolMachine.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None
+)
+TestTimedPoolMachine = TimedPoolMachine.TestCase
+TestTimedPoolMachine.__doc__ = "The pool keeps its invariants with all its timers running."

@@ -15,10 +15,14 @@ from .errors import (
     ServerUnavailableError,
 )
 from .pool import Pool, PooledClientFactory
-from .stats import PoolStats
+from .retry import RETRYABLE_ERRORS, RetryPolicy
+from .stats import DiscardCounts, LatencySummary, PoolStats
 
 __all__ = [
+    "RETRYABLE_ERRORS",
     "ConnectionLostError",
+    "DiscardCounts",
+    "LatencySummary",
     "NoSuchCommand",
     "Pool",
     "PoolClosedError",
@@ -29,6 +33,7 @@ __all__ = [
     "PooledClientFactory",
     "ProtocolError",
     "RequestTimeoutError",
+    "RetryPolicy",
     "ServerUnavailableError",
     "__version__",
 ]

@@ -40,6 +40,9 @@ class Request:
     @ivar timer: The pending timeout of the request (waiting or in flight), if any.
     @ivar retried: Whether the request was already sent again after a stale connection.
     @ivar mark: The connection's count of received chunks when the request was sent.
+    @ivar queuedAt: When the request was made.
+    @ivar sentAt: When the request was handed to a connection.
+    @ivar origin: For a checkout under leak detection, the stack where it was made.
     """
 
     __slots__ = (
@@ -50,7 +53,10 @@ class Request:
         "kwargs",
         "mark",
         "method",
+        "origin",
+        "queuedAt",
         "retried",
+        "sentAt",
         "timer",
     )
 
@@ -70,6 +76,9 @@ class Request:
         self.timer: Any = None
         self.retried = False
         self.mark = 0
+        self.queuedAt = 0.0
+        self.sentAt = 0.0
+        self.origin: str | None = None
 
 
 class Connection:
@@ -86,12 +95,20 @@ class Connection:
     @ivar timer: The pending connect timeout, while connecting.
     @ivar proven: Whether a request completed on the connection without breaking it.
     @ivar received: How many chunks of data the connection has received.
+    @ivar lastUsed: When the connection last finished serving a request (or became ready).
+    @ivar lastActive: When the connection last finished a request or a ping.
+    @ivar expiresAt: When the connection reaches its lifetime, or L{None}.
+    @ivar leakAt: For a checkout under leak detection, when to warn; L{None} once warned.
     """
 
     __slots__ = (
         "attempt",
         "current",
+        "expiresAt",
         "factory",
+        "lastActive",
+        "lastUsed",
+        "leakAt",
         "lost",
         "protocol",
         "proven",
@@ -114,6 +131,10 @@ class Connection:
         self.timer: Any = None
         self.proven = False
         self.received = 0
+        self.lastUsed = 0.0
+        self.lastActive = 0.0
+        self.expiresAt: float | None = None
+        self.leakAt: float | None = None
 
     def close(self, abort: bool = False) -> None:
         """

@@ -48,6 +48,9 @@ class ConnectionMachine:
         self._byProtocol: dict[Any, Connection] = {}
         self._created = 0
         self._closedCount = 0
+        self._discards: dict[str, int] = {}
+        self._connectsAttempted = 0
+        self._connectsFailed = 0
         self._closing = False
         self._closeWaiters: list[Deferred[None]] = []
         self._closeTimer: Any = None
@@ -65,6 +68,17 @@ class ConnectionMachine:
     def _failWaiters(self, makeError: Callable[[], Exception]) -> None:
         raise NotImplementedError()
 
+    # Provided by Housekeeping.
+
+    def _connectionReady(self, connection: Connection) -> None:
+        raise NotImplementedError()
+
+    def _connectionIdle(self, connection: Connection, now: float) -> None:
+        raise NotImplementedError()
+
+    def _checkedIn(self, connection: Connection) -> None:
+        raise NotImplementedError()
+
     # Connections
 
     def _total(self) -> int:
@@ -77,6 +91,7 @@ class ConnectionMachine:
         @return: Whether the attempt is still in progress or succeeded; C{False} when it
             failed at once.
         """
+        self._connectsAttempted += 1
         factory = self.clientFactory()
         factory.connectionPool = self
         if factory.deferred is None:
@@ -116,7 +131,7 @@ class ConnectionMachine:
         connection.attempt = None
         self._live.discard(connection)
         if connection.state is State.CONNECTING:
-            self._retire(connection)
+            self._retire(connection, "connect")
             self._connectFailed(reason)
         self._dispatch()
         self._maybeClosed()
@@ -135,7 +150,7 @@ class ConnectionMachine:
                     )
                 )
             )
-            self._retire(connection, abort=True)
+            self._retire(connection, "connect", abort=True)
             self._dispatch()
 
     def _connectionMade(self, connection: Connection, protocol: Any, transport: Any) -> None:
@@ -174,7 +189,7 @@ class ConnectionMachine:
     def _readyFailed(self, reason: Failure, connection: Connection) -> None:
         if connection.state is State.CONNECTING:
             self._connectFailed(reason)
-            self._retire(connection, abort=True)
+            self._retire(connection, "connect", abort=True)
             self._dispatch()
 
     def _markReady(self, connection: Connection) -> None:
@@ -184,24 +199,40 @@ class ConnectionMachine:
         self._log.debug("Connected to {address}", address=self._address)
         self._busy += 1
         connection.state = State.BUSY
+        self._connectionReady(connection)
         self._checkin(connection)
         self._dispatch()
 
-    def _checkin(self, connection: Connection) -> None:
+    def _checkin(self, connection: Connection, used: bool = True) -> None:
         """
-        Return a busy connection to the idle set, or close it when the pool is closing or
-        over its size.
+        Return a busy connection to the idle set, or close it when the pool is closing, over
+        its size, or past the connection's lifetime.
+
+        @param used: Whether the connection served a request (rather than a ping).
         """
-        if self._closing or self._total() > self._maxClients:
-            self._retire(connection)
+        if self._closing:
+            self._retire(connection, "closed")
             return
+        if self._total() > self._maxClients:
+            self._retire(connection, "surplus")
+            return
+        now = self._reactor.seconds()
+        if connection.expiresAt is not None and now >= connection.expiresAt:
+            self._retire(connection, "lifetime")
+            return
+        if used:
+            connection.lastUsed = connection.lastActive = now
         self._busy -= 1
         connection.state = State.IDLE
         self._idle.append(connection)
+        self._connectionIdle(connection, now)
 
-    def _retire(self, connection: Connection, abort: bool = False) -> None:
+    def _retire(self, connection: Connection, reason: str, abort: bool = False) -> None:
         """
         Take a connection out of service for good and close it (or cancel its attempt).
+
+        @param reason: Why, as named in L{DiscardCounts<txconnpool.stats.DiscardCounts>}.
+        @param abort: Drop the connection rather than close it after pending writes.
         """
         state = connection.state
         if state is State.GONE:
@@ -216,9 +247,11 @@ class ConnectionMachine:
             self._connecting.remove(connection)
         if state is not State.CONNECTING:
             self._closedCount += 1
+            self._discards[reason] = self._discards.get(reason, 0) + 1
         current = connection.current
         if current is None or current.method is not None:
             self._byProtocol.pop(connection.protocol, None)
+        self._checkedIn(connection)
         if connection.attempt is not None:
             connection.attempt.cancel()
         else:
@@ -238,7 +271,7 @@ class ConnectionMachine:
                 address=self._address,
                 reason=reason.value,
             )
-            self._retire(connection)
+            self._retire(connection, "lost")
             if state is State.CONNECTING or (inFlight and not connection.proven):
                 self._connectFailed(reason)
         protocol = connection.protocol
@@ -261,6 +294,7 @@ class ConnectionMachine:
         """
         if self._closing:
             return
+        self._connectsFailed += 1
         delay = self._circuit.failed(reason.value)
         self._log.warn(
             "Could not connect to {address} ({failures} consecutive failures): {reason}; "

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
 from ._connection import Connection, Request, State
-from ._lifecycle import ConnectionMachine
+from ._housekeeping import Housekeeping
 from ._options import PoolOptions
 from .errors import (
     ConnectionLostError,
@@ -25,9 +25,10 @@ from .errors import (
     PoolTimeoutError,
     RequestTimeoutError,
 )
+from .stats import TimingWindow
 
 
-class PoolMachine(ConnectionMachine):
+class PoolMachine(Housekeeping):
     """
     The pool's state and every change to it. Requests and connections meet in one place,
     L{_dispatch}, a loop that callbacks re-entering the pool never recurse into.
@@ -41,16 +42,23 @@ class PoolMachine(ConnectionMachine):
     def __init__(
         self, reactor: Any, endpoint: Any, address: str, maxClients: int, options: PoolOptions
     ) -> None:
-        ConnectionMachine.__init__(self, reactor, endpoint, address, maxClients, options)
+        Housekeeping.__init__(self, reactor, endpoint, address, maxClients, options)
         self._waiters: deque[Request] = deque()
         self._waiting = 0
         self._cancelledWaiters = 0
         self._dispatching = False
         self._requests = 0
         self._failedRequests = 0
+        self._requestsWaited = 0
+        self._waitTimes = TimingWindow()
+        self._requestTimes = TimingWindow()
 
     def _submit(
-        self, method: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        method: str | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        origin: str | None = None,
     ) -> Deferred[Any]:
         self._requests += 1
         refusal = self._refusal()
@@ -58,12 +66,16 @@ class PoolMachine(ConnectionMachine):
             self._failedRequests += 1
             return fail(refusal)
         request = Request(method, args, kwargs, Deferred(lambda d: self._cancel(request)))
+        request.queuedAt = self._reactor.seconds()
+        request.origin = origin
         self._waiters.append(request)
         self._waiting += 1
         self._dispatch()
-        timeout = self._options.acquireTimeout
-        if timeout is not None and request.connection is None and not request.done:
-            request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
+        if request.connection is None and not request.done:
+            self._requestsWaited += 1
+            timeout = self._options.acquireTimeout
+            if timeout is not None:
+                request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
         return request.deferred
 
     def _refusal(self) -> Exception | None:
@@ -95,11 +107,16 @@ class PoolMachine(ConnectionMachine):
         if self._dispatching:
             return
         self._dispatching = True
+        validating = self._options.validateAfterIdle is not None
         try:
             while True:
                 while self._waiting and self._idle:
-                    if getattr(self._idle[-1].transport, "disconnecting", False):
-                        self._retire(self._idle[-1])
+                    connection = self._idle[-1]
+                    if getattr(connection.transport, "disconnecting", False):
+                        self._retire(connection, "lost")
+                        continue
+                    if validating and self._needsValidation(connection):
+                        self._ping(connection, "validation")
                         continue
                     request = self._waiters.popleft()
                     if request.done:
@@ -108,7 +125,10 @@ class PoolMachine(ConnectionMachine):
                     self._waiting -= 1
                     self._assign(request, self._idle.pop())
                 while (
-                    self._waiting > len(self._connecting)
+                    (
+                        self._waiting > len(self._connecting) + self._pinging
+                        or self._total() < self._minimum()
+                    )
                     and self._total() < self._maxClients
                     and not self._closing
                     and self._circuit.mayConnect(len(self._connecting))
@@ -128,9 +148,13 @@ class PoolMachine(ConnectionMachine):
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
+        now = self._reactor.seconds()
+        self._waitTimes.add(now - request.queuedAt)
         if request.method is None:
+            self._checkedOutNow(connection, request)
             self._settle(request, connection.protocol)
             return
+        request.sentAt = now
         request.mark = connection.received
         timeout = self._options.requestTimeout
         if timeout is not None:
@@ -151,12 +175,11 @@ class PoolMachine(ConnectionMachine):
     def _finished(self, result: Any, connection: Connection, request: Request) -> None:
         if connection.current is request:
             connection.current = None
-            if (
-                connection.lost
-                or getattr(connection.transport, "disconnecting", False)
-                or (isinstance(result, Failure) and result.check(*self.brokenConnectionErrors))
-            ):
-                self._retire(connection, abort=True)
+            self._requestTimes.add(self._reactor.seconds() - request.sentAt)
+            if connection.lost or getattr(connection.transport, "disconnecting", False):
+                self._retire(connection, "lost", abort=True)
+            elif isinstance(result, Failure) and result.check(*self.brokenConnectionErrors):
+                self._retire(connection, "protocolError", abort=True)
             else:
                 if not connection.proven:
                     self._prove(connection)
@@ -245,7 +268,7 @@ class PoolMachine(ConnectionMachine):
         if connection is None:
             self._dequeue(request)
         elif connection.current is request:
-            self._retire(connection, abort=True)
+            self._retire(connection, "cancelled", abort=True)
             self._dispatch()
 
     def _dequeue(self, request: Request) -> None:
@@ -262,7 +285,7 @@ class PoolMachine(ConnectionMachine):
         if len(self._connecting) > self._waiting:
             surplus = self._connecting[-1]
             if surplus.attempt is not None:
-                self._retire(surplus)
+                self._retire(surplus, "connect")
 
     def _waitTimedOut(self, request: Request) -> None:
         """
@@ -295,7 +318,7 @@ class PoolMachine(ConnectionMachine):
             return
         if connection.current is request:
             connection.current = None
-            self._retire(connection, abort=True)
+            self._retire(connection, "timeout", abort=True)
         self._settle(
             request,
             Failure(

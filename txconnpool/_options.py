@@ -38,6 +38,11 @@ def _count(minimum: int, optional: bool) -> Callable[[Any, Any, Any], None]:
     return check
 
 
+def _boolean(instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, not {value!r}")
+
+
 def _callable(instance: Any, attribute: Any, value: Any) -> None:
     if not callable(value):
         raise TypeError(f"{attribute.name} must be callable, not {value!r}")
@@ -56,3 +61,13 @@ class PoolOptions:
     failFastAfter: int = field(default=3, validator=_count(1, optional=False))
     retryPolicy: Callable[[int], float] = field(factory=backoffPolicy, validator=_callable)
     shutdownTimeout: float = field(default=5.0, validator=_seconds(optional=False))
+    minClients: int = field(default=0, validator=_count(0, optional=False))
+    idleTimeout: float | None = field(default=600.0, validator=_seconds(optional=True))
+    maxLifetime: float | None = field(default=None, validator=_seconds(optional=True))
+    tcpKeepAlive: bool = field(default=False, validator=_boolean)
+    keepaliveInterval: float | None = field(default=None, validator=_seconds(optional=True))
+    validateAfterIdle: float | None = field(default=None, validator=_seconds(optional=True))
+    pingTimeout: float = field(default=5.0, validator=_seconds(optional=False))
+    leakDetectionThreshold: float | None = field(
+        default=None, validator=_seconds(optional=True)
+    )

@@ -28,7 +28,7 @@ def backoffPolicy(
     @param initialDelay: Seconds before the first retry.
     @param maxDelay: The longest delay, in seconds.
     @param factor: How much each delay grows over the one before.
-    @param jitter: A function returning a number in [0, 1); L{random.random} by default.
+    @param jitter: A function returning a number in [0, 1); C{random.random} by default.
     @return: A function of the retry number (an C{int} from 0) returning seconds.
     @raise ValueError: A delay is negative, C{maxDelay} is less than C{initialDelay}, or
         C{factor} is less than 1.

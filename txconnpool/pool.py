@@ -28,7 +28,7 @@ from .errors import (
     PoolClosedError,
     ProtocolError,
 )
-from .stats import PoolStats
+from .stats import DiscardCounts, PoolStats
 
 __all__ = ["BROKEN_CONNECTION_ERRORS", "NoSuchCommand", "Pool", "PooledClientFactory"]
 
@@ -120,6 +120,14 @@ class Pool(PoolMachine, Generic[_P]):
         failFastAfter: int = 3,
         retryPolicy: Callable[[int], float] | None = None,
         shutdownTimeout: float = 5.0,
+        minClients: int = 0,
+        idleTimeout: float | None = 600.0,
+        maxLifetime: float | None = None,
+        tcpKeepAlive: bool = False,
+        keepaliveInterval: float | None = None,
+        validateAfterIdle: float | None = None,
+        pingTimeout: float = 5.0,
+        leakDetectionThreshold: float | None = None,
     ) -> None:
         """
         @param serverAddress: Where to connect: an endpoint description string such as
@@ -150,6 +158,25 @@ class Pool(PoolMachine, Generic[_P]):
             C{backoffPolicy()}: 0.1s doubling up to 10s, varied by up to 25%.
         @param shutdownTimeout: When the reactor shuts down, the pool closes itself and waits
             this many seconds for requests in flight before dropping their connections.
+        @param minClients: Connections opened when the pool is made and kept open, idle or
+            not; one lost is replaced in the background, with the reconnection backoff. See
+            L{whenReady}.
+        @param idleTimeout: Seconds after which a connection left unused is closed, as long as
+            more than C{minClients} are open; L{None} to keep idle connections open.
+        @param maxLifetime: Seconds after which a connection is retired, less a random part of
+            up to 5% so that connections do not all expire together; a busy connection is
+            retired when its request is done. L{None} for no limit.
+        @param tcpKeepAlive: Turn on TCP keepalive (C{SO_KEEPALIVE}) on every connection.
+        @param keepaliveInterval: Ping each connection idle for this many seconds, with
+            L{pingConnection}; a failed or timed-out ping discards the connection. L{None} for
+            no pings.
+        @param validateAfterIdle: Ping a connection idle for more than this many seconds before
+            handing it out; a dead one is discarded and the request waits for another.
+            L{None} for no validation.
+        @param pingTimeout: Seconds a ping may take before the connection counts as dead.
+        @param leakDetectionThreshold: Log a warning, with the stack of the C{acquire()} call,
+            when a connection stays checked out longer than this many seconds. L{None} to not
+            watch.
 
         @raise TypeError: An argument has the wrong type.
         @raise ValueError: An argument has an impossible value.
@@ -163,7 +190,28 @@ class Pool(PoolMachine, Generic[_P]):
             failFastAfter=failFastAfter,
             retryPolicy=backoffPolicy() if retryPolicy is None else retryPolicy,
             shutdownTimeout=shutdownTimeout,
+            minClients=minClients,
+            idleTimeout=idleTimeout,
+            maxLifetime=maxLifetime,
+            tcpKeepAlive=tcpKeepAlive,
+            keepaliveInterval=keepaliveInterval,
+            validateAfterIdle=validateAfterIdle,
+            pingTimeout=pingTimeout,
+            leakDetectionThreshold=leakDetectionThreshold,
         )
+        if minClients > maxClients:
+            raise ValueError(
+                f"minClients ({minClients}) must not be more than maxClients ({maxClients})"
+            )
+        if (keepaliveInterval is not None or validateAfterIdle is not None) and (
+            type(self).pingConnection is Pool.pingConnection
+            and not callable(getattr(getattr(self.clientFactory, "protocol", None), "ping", None))
+        ):
+            raise ValueError(
+                "keepaliveInterval and validateAfterIdle need a way to ping a connection: "
+                f"override {type(self).__name__}.pingConnection, or give the protocol a "
+                "ping() method"
+            )
         if reactor is None:
             from twisted.internet import reactor as globalReactor
 
@@ -175,6 +223,7 @@ class Pool(PoolMachine, Generic[_P]):
             self._shutdownTrigger = reactor.addSystemEventTrigger(
                 "before", "shutdown", self._atShutdown
             )
+        self._dispatch()
 
     # Requests
 
@@ -213,7 +262,7 @@ class Pool(PoolMachine, Generic[_P]):
             request uses until it is released. It fails like L{performRequest} does while
             waiting.
         """
-        return self._submit(None, (), {})
+        return self._submit(None, (), {}, self._checkoutOrigin())
 
     def release(self, protocol: _P) -> None:
         """
@@ -226,6 +275,9 @@ class Pool(PoolMachine, Generic[_P]):
         connection = self._checkedOut(protocol)
         if connection is not None:
             connection.current = None
+            self._checkedIn(connection)
+            if not connection.proven:
+                self._prove(connection)
             self._checkin(connection)
             self._dispatch()
 
@@ -239,7 +291,7 @@ class Pool(PoolMachine, Generic[_P]):
         connection = self._checkedOut(protocol)
         if connection is not None:
             connection.current = None
-            self._retire(connection, abort=True)
+            self._retire(connection, "caller", abort=True)
             self._dispatch()
 
     def connection(self) -> CheckedOutConnection[_P]:
@@ -264,6 +316,20 @@ class Pool(PoolMachine, Generic[_P]):
         """
         return self._reactor
 
+    def pingConnection(self, protocol: _P) -> Deferred[object]:
+        """
+        Check that a connection still answers; used by C{keepaliveInterval} and
+        C{validateAfterIdle}. Override it to send your protocol's cheapest request.
+
+        @param protocol: The protocol of an idle connection, not handed to anyone meanwhile.
+        @return: A L{Deferred} that fires when the connection answered, or fails if it did not;
+            the pool also gives up after C{pingTimeout} seconds. By default, the result of the
+            protocol's C{ping()} method.
+        """
+        pinger: Any = protocol
+        result: Deferred[object] = pinger.ping()
+        return result
+
     def poolStats(self) -> PoolStats:
         """
         @return: A snapshot of the pool's counters.
@@ -278,6 +344,13 @@ class Pool(PoolMachine, Generic[_P]):
             closed=self._closedCount,
             requests=self._requests,
             failedRequests=self._failedRequests,
+            minClients=self._options.minClients,
+            requestsWaited=self._requestsWaited,
+            connectsAttempted=self._connectsAttempted,
+            connectsFailed=self._connectsFailed,
+            discarded=DiscardCounts(**self._discards),
+            waitTime=self._waitTimes.summary(),
+            requestTime=self._requestTimes.summary(),
         )
 
     def suggestMaxClients(self, maxClients: int) -> None:
@@ -291,7 +364,7 @@ class Pool(PoolMachine, Generic[_P]):
         _checkMaxClients(maxClients)
         self._maxClients = maxClients
         while self._idle and self._total() > maxClients:
-            self._retire(self._idle[0])
+            self._retire(self._idle[0], "surplus")
         self._dispatch()
 
     def close(self, timeout: float | None = None) -> Deferred[None]:
@@ -313,12 +386,13 @@ class Pool(PoolMachine, Generic[_P]):
             return waiter
         self._closing = True
         self._circuit.stop()
+        self._closeHousekeeping()
         if self._shutdownTrigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
         self._failWaiters(lambda: PoolClosedError(f"{self!r} was closed"))
         for connection in self._connecting + self._idle:
-            self._retire(connection)
+            self._retire(connection, "closed")
         waiter = Deferred()
         self._closeWaiters.append(waiter)
         if timeout is not None and self._live:
@@ -376,7 +450,7 @@ class Pool(PoolMachine, Generic[_P]):
         if connection is not None and connection.state is not State.GONE:
             if connection.current is not None and connection.current.method is None:
                 connection.current = None
-            self._retire(connection, abort=True)
+            self._retire(connection, "caller", abort=True)
             self._dispatch()
 
     def _atShutdown(self) -> Deferred[None]:

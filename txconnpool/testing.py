@@ -48,6 +48,13 @@ class FakeTransport(StringTransport):
         self._clock = clock
         self.protocol = protocol
         self.lost = False
+        self.tcpKeepAlive = False
+
+    def setTcpKeepAlive(self, enabled: int) -> None:
+        """
+        Record whether TCP keepalive was turned on, as a TCP transport would apply it.
+        """
+        self.tcpKeepAlive = bool(enabled)
 
     def loseConnection(self) -> None:
         """

@@ -57,6 +57,14 @@ class MemCachePool(Pool[MemCacheProtocol]):
         {"get", "getMultiple", "delete", "touch", "version", "stats"}
     )
 
+    def pingConnection(self, protocol: MemCacheProtocol) -> Deferred[object]:
+        """
+        Ping a connection with memcached's C{version} command.
+
+        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version.
+        """
+        return protocol.version()  # type: ignore[return-value]
+
     def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
         """
         Get one value.

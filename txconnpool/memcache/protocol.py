@@ -203,6 +203,17 @@ class MemCacheProtocol(Protocol):
         self._chunks: list[bytes] = []
         self._chunksLength = 0
 
+    @property
+    def persistentTimeOut(self) -> float | None:
+        """
+        The same as C{timeOut}, under the name Twisted's C{MemCacheProtocol} gives it.
+        """
+        return self.timeOut
+
+    @persistentTimeOut.setter
+    def persistentTimeOut(self, value: float | None) -> None:
+        self.timeOut = value
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {state}, {len(self._pending)} pending>"
@@ -411,6 +422,7 @@ class MemCacheProtocol(Protocol):
         self._closed = True
         self._cancelTimeout()
         self._clearBuffers()
+        pending, self._pending = self._pending, deque()
         transport = self.transport
         if transport is not None and not wasClosed:
             abort = getattr(transport, "abortConnection", None)
@@ -420,7 +432,6 @@ class MemCacheProtocol(Protocol):
                 transport.loseConnection()
         if first is not None:
             first.deferred.errback(firstReason)
-        pending = self._pending
         while pending:
             pending.popleft().deferred.errback(reason)
 
