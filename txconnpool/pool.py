@@ -160,7 +160,7 @@ class Pool(PoolMachine, Generic[_P]):
             this many seconds for requests in flight before dropping their connections.
         @param minClients: Connections opened when the pool is made and kept open, idle or
             not; one lost is replaced in the background, with the reconnection backoff. See
-            L{whenReady}.
+            C{whenReady()}.
         @param idleTimeout: Seconds after which a connection left unused is closed, as long as
             more than C{minClients} are open; L{None} to keep idle connections open.
         @param maxLifetime: Seconds after which a connection is retired, less a random part of
