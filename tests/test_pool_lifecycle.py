@@ -380,3 +380,36 @@ def test_factoryPingWithMemCacheVersion() -> None:
 
     h = makePool(poolClass=P, keepaliveInterval=1.0)
     assert h.pool.poolStats().maxClients == 2
+
+
+def test_structuredLogEvents() -> None:
+    """
+    Connects, failed connects, discards with their reason, and the circuit opening and closing
+    are logged as events with a txconnpoolEvent field and the address.
+    """
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        h = makePool(maxClients=1, failFastAfter=1)
+        d = h.pool.performRequest("ask", 1)
+        h.endpoint.attempts[0].fail(ConnectionRefusedError())
+        failureOf(d)
+        h.clock.advance(1.0)
+        d = h.pool.performRequest("ask", 2)
+        proto = h.connect()
+        proto.answer()
+        resultOf(d)
+        h.attemptFor(proto).lose()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    mine = [e for e in events if "txconnpoolEvent" in e]
+    assert [e["txconnpoolEvent"] for e in mine] == [
+        "connectFailed",
+        "circuitOpen",
+        "connect",
+        "circuitClosed",
+        "lost",
+        "discard",
+    ]
+    assert all(e["address"] == "<FakeEndpoint>" for e in mine)
+    assert mine[-1]["reason"] == "lost"

@@ -199,6 +199,7 @@ class Housekeeping(ConnectionMachine):
                 purpose=purpose,
                 address=self._address,
                 reason=getattr(result, "value", "connection lost"),
+                txconnpoolEvent="pingFailed",
             )
             self._retire(connection, "keepalive", abort=True)
         else:

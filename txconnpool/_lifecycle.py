@@ -196,7 +196,9 @@ class ConnectionMachine:
         self._stopConnectTimer(connection)
         self._connecting.remove(connection)
         self._created += 1
-        self._log.debug("Connected to {address}", address=self._address)
+        self._log.info(
+            "Connected to {address}", address=self._address, txconnpoolEvent="connect"
+        )
         self._busy += 1
         connection.state = State.BUSY
         self._connectionReady(connection)
@@ -248,6 +250,12 @@ class ConnectionMachine:
         if state is not State.CONNECTING:
             self._closedCount += 1
             self._discards[reason] = self._discards.get(reason, 0) + 1
+            self._log.debug(
+                "Closing a connection to {address}: {reason}",
+                address=self._address,
+                reason=reason,
+                txconnpoolEvent="discard",
+            )
         current = connection.current
         if current is None or current.method is not None:
             self._byProtocol.pop(connection.protocol, None)
@@ -270,6 +278,7 @@ class ConnectionMachine:
                 "Connection to {address} lost: {reason}",
                 address=self._address,
                 reason=reason.value,
+                txconnpoolEvent="lost",
             )
             self._retire(connection, "lost")
             if state is State.CONNECTING or (inFlight and not connection.proven):
@@ -303,12 +312,14 @@ class ConnectionMachine:
             failures=self._circuit.failures,
             reason=reason.value,
             delay=delay,
+            txconnpoolEvent="connectFailed",
         )
         if not self._circuit.exhausted() or self._busy or self._idle:
             return
         self._log.warn(
             "Circuit to {address} open: requests fail fast until a connection succeeds",
             address=self._address,
+            txconnpoolEvent="circuitOpen",
         )
         self._failWaiters(self._unavailable)
 
@@ -318,7 +329,11 @@ class ConnectionMachine:
         """
         connection.proven = True
         if self._circuit.succeeded():
-            self._log.info("Circuit to {address} closed", address=self._address)
+            self._log.info(
+                "Circuit to {address} closed",
+                address=self._address,
+                txconnpoolEvent="circuitClosed",
+            )
 
     def _stopConnectTimer(self, connection: Connection) -> None:
         if connection.timer is not None:

@@ -231,6 +231,7 @@ class PoolMachine(Housekeeping):
             "on had been closed",
             method=request.method,
             address=self._address,
+            txconnpoolEvent="retry",
         )
         if request.timer is not None:
             request.timer.cancel()
