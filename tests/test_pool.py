@@ -1182,3 +1182,89 @@ def test_shrinkWhileConnectingClosesTheSurplusConnection() -> None:
     h.clock.advance(0)
     h.pool.release(second)
     assert resultOf(d2) is second
+
+
+def test_pipeliningFillsAConnectionBeforeOpeningAnother() -> None:
+    """
+    With maxRequestsPerClient, requests share a connection up to that many in flight, and a
+    new connection is opened only for requests beyond what the open ones can take.
+    """
+    h = makePool(maxClients=3, maxRequestsPerClient=3)
+    ds = [h.pool.performRequest("ask", i) for i in range(3)]
+    assert len(h.endpoint.attempts) == 1
+    proto = h.connect()
+    assert [v for v, _ in proto.asked] == [0, 1, 2]
+    d3 = h.pool.performRequest("ask", 3)
+    assert len(h.endpoint.attempts) == 2
+    proto.answer()
+    assert [v for v, _ in proto.asked] == [1, 2, 3]
+    for _ in range(3):
+        proto.answer()
+    assert [resultOf(d) for d in [*ds, d3]] == [0, 1, 2, 3]
+    stats = h.pool.poolStats()
+    assert (stats.busy, stats.idle, stats.connecting) == (0, 1, 1)
+
+
+def test_pipelinedFailureFailsOnlyItsConnectionsRequests() -> None:
+    """
+    A pipelined connection lost with requests in flight fails exactly those requests.
+    """
+    h = makePool(maxClients=2, maxRequestsPerClient=2)
+    ds = [h.pool.performRequest("ask", i) for i in range(4)]
+    p1, p2 = h.connect(), h.connect()
+    assert [v for v, _ in p1.asked] == [0, 1]
+    assert [v for v, _ in p2.asked] == [2, 3]
+    h.attemptFor(p1).lose(ConnectionLost("reset"))
+    failureOf(ds[0], ConnectionLostError)
+    failureOf(ds[1], ConnectionLostError)
+    p2.answer()
+    p2.answer()
+    assert (resultOf(ds[2]), resultOf(ds[3])) == (2, 3)
+
+
+def test_cancelInFlightOnPipelinedConnection() -> None:
+    """
+    Cancelling one request on a pipelined connection drops the connection, failing the other
+    requests on it with ConnectionLostError.
+    """
+    h = makePool(maxClients=1, maxRequestsPerClient=3)
+    ds = [h.pool.performRequest("ask", i) for i in range(3)]
+    h.connect()
+    ds[1].cancel()
+    failureOf(ds[1], CancelledError)
+    h.clock.advance(0)
+    failureOf(ds[0], ConnectionLostError)
+    failureOf(ds[2], ConnectionLostError)
+    assert h.pool.poolStats().discarded.cancelled == 1
+
+
+def test_checkoutGetsAConnectionToItselfWhenPipelining() -> None:
+    """
+    A checkout waits for a connection with nothing in flight, and requests made after it wait
+    behind it.
+    """
+    h = makePool(maxClients=1, maxRequestsPerClient=3)
+    d1 = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    checkout = h.pool.acquire()
+    d2 = h.pool.performRequest("ask", 2)
+    assertNoResult(checkout)
+    assert [v for v, _ in proto.asked] == [1]
+    proto.answer()
+    assert resultOf(d1) == 1
+    assert resultOf(checkout) is proto
+    assert proto.asked == []
+    h.pool.release(proto)
+    assert [v for v, _ in proto.asked] == [2]
+    proto.answer()
+    assert resultOf(d2) == 2
+
+
+def test_maxRequestsPerClientValidated() -> None:
+    """
+    maxRequestsPerClient must be an int of at least 1.
+    """
+    with pytest.raises(ValueError, match="maxRequestsPerClient"):
+        makePool(maxRequestsPerClient=0)
+    with pytest.raises(TypeError, match="maxRequestsPerClient"):
+        makePool(maxRequestsPerClient=2.5)

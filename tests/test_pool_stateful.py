@@ -137,8 +137,9 @@ class PoolMachine(RuleBasedStateMachine):
             assert stats.connecting or stats.busy or self.h.clock.getDelayedCalls()
 
     @invariant()
-    def oneRequestPerConnection(self) -> None:
-        assert all(len(p.asked) <= 1 for p in self.h.built)
+    def requestsPerConnectionWithinDepth(self) -> None:
+        depth = self.options.get("maxRequestsPerClient", 1)
+        assert all(len(p.asked) <= depth for p in self.h.built)
 
     @invariant()
     def closedConnectionsAreNotUsed(self) -> None:
@@ -206,3 +207,18 @@ TimedPoolMachine.TestCase.settings = settings(
 )
 TestTimedPoolMachine = TimedPoolMachine.TestCase
 TestTimedPoolMachine.__doc__ = "The pool keeps its invariants with all its timers running."
+
+
+class PipelinedPoolMachine(PoolMachine):
+    """
+    The same, with up to three requests in flight on each connection.
+    """
+
+    options = {"maxRequestsPerClient": 3, "requestTimeout": 3.0, "acquireTimeout": 4.0}
+
+
+PipelinedPoolMachine.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None
+)
+TestPipelinedPoolMachine = PipelinedPoolMachine.TestCase
+TestPipelinedPoolMachine.__doc__ = "The pool keeps its invariants with pipelined connections."

@@ -5,6 +5,7 @@ pool when a connection is made and lost.
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,10 @@ class Connection:
     @ivar attempt: The endpoint's connection attempt, while it is pending.
     @ivar protocol: The user's protocol, once it is built.
     @ivar transport: The transport, once connected.
-    @ivar current: The request in flight or the checkout holding the connection.
+    @ivar requests: The requests in flight on the connection, in the order they were sent.
+    @ivar holder: The checkout (or ping) holding the connection for itself, if any.
+    @ivar accepting: Whether the connection is in the pool's list of busy connections that
+        can take one more pipelined request.
     @ivar lost: Whether the transport reported the connection lost.
     @ivar timer: The pending connect timeout, while connecting.
     @ivar proven: Whether a request completed on the connection without breaking it.
@@ -102,10 +106,11 @@ class Connection:
     """
 
     __slots__ = (
+        "accepting",
         "attempt",
-        "current",
         "expiresAt",
         "factory",
+        "holder",
         "lastActive",
         "lastUsed",
         "leakAt",
@@ -114,6 +119,7 @@ class Connection:
         "proven",
         "ready",
         "received",
+        "requests",
         "state",
         "timer",
         "transport",
@@ -125,7 +131,9 @@ class Connection:
         self.attempt: Deferred[Any] | None = None
         self.protocol: Any = None
         self.transport: Any = None
-        self.current: Request | None = None
+        self.requests: deque[Request] = deque()
+        self.holder: Request | None = None
+        self.accepting = False
         self.state = State.CONNECTING
         self.lost = False
         self.timer: Any = None

@@ -91,7 +91,6 @@ class Housekeeping(ConnectionMachine):
         if threshold is not None:
             connection.leakAt = self._reactor.seconds() + threshold
             self._checkouts.add(connection)
-            connection.current = request
             self._sweepBy(connection.leakAt)
 
     def _needsValidation(self, connection: Connection) -> bool:
@@ -181,7 +180,7 @@ class Housekeeping(ConnectionMachine):
         marker.connection = connection
         marker.mark = connection.received
         marker.sentAt = self._reactor.seconds()
-        connection.current = marker
+        connection.holder = marker
         d = maybeDeferred(self.pingConnection, connection.protocol)
         d.addTimeout(self._options.pingTimeout, self._reactor)
         d.addBoth(self._pinged, connection, marker, purpose)
@@ -190,9 +189,9 @@ class Housekeeping(ConnectionMachine):
         self, result: object, connection: Connection, marker: Request, purpose: str
     ) -> None:
         self._pinging -= 1
-        if connection.current is not marker:
+        if connection.holder is not marker:
             return
-        connection.current = None
+        connection.holder = None
         if isinstance(result, Failure) or connection.lost:
             self._log.warn(
                 "{purpose} ping of a connection to {address} failed: {reason}",
@@ -228,7 +227,7 @@ class Housekeeping(ConnectionMachine):
     def _warnLeak(self, connection: Connection, now: float) -> None:
         threshold = self._options.leakDetectionThreshold
         connection.leakAt = None
-        origin = connection.current.origin if connection.current is not None else None
+        origin = connection.holder.origin if connection.holder is not None else None
         self._log.warn(
             "A connection to {address} has been checked out for more than {threshold}s, "
             "longer than leakDetectionThreshold; it was acquired at:\n{origin}",

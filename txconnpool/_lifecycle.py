@@ -79,6 +79,9 @@ class ConnectionMachine:
     def _checkedIn(self, connection: Connection) -> None:
         raise NotImplementedError()
 
+    def _stopAccepting(self, connection: Connection) -> None:
+        raise NotImplementedError()
+
     # Connections
 
     def _total(self) -> int:
@@ -256,8 +259,10 @@ class ConnectionMachine:
                 reason=reason,
                 txconnpoolEvent="discard",
             )
-        current = connection.current
-        if current is None or current.method is not None:
+        if connection.accepting:
+            self._stopAccepting(connection)
+        holder = connection.holder
+        if holder is None or holder.method is not None:
             self._byProtocol.pop(connection.protocol, None)
         self._checkedIn(connection)
         if connection.attempt is not None:
@@ -271,8 +276,8 @@ class ConnectionMachine:
         """
         connection.lost = True
         state = connection.state
-        request = connection.current
-        inFlight = request is not None and request.method is not None
+        holder = connection.holder
+        inFlight = bool(connection.requests) or (holder is not None and holder.method is not None)
         if state is not State.GONE:
             self._log.info(
                 "Connection to {address} lost: {reason}",
@@ -288,7 +293,7 @@ class ConnectionMachine:
             protocol.connectionLost(reason)
         except Exception:
             self._log.failure("connectionLost of {protocol!r} raised", protocol=protocol)
-        if request is not None and inFlight and connection.current is request:
+        for request in list(connection.requests):
             self._finished(Failure(self._lostError(reason)), connection, request)
         self._live.discard(connection)
         self._dispatch()
@@ -381,7 +386,7 @@ class ConnectionMachine:
         if connection is not None and connection.state is State.GONE:
             del self._byProtocol[protocol]
             return None
-        if connection is None or connection.current is None or connection.current.method:
+        if connection is None or connection.holder is None or connection.holder.method:
             raise ValueError(f"{protocol!r} is not checked out from {self!r}")
         return connection
 

@@ -47,6 +47,8 @@ class PoolMachine(Housekeeping):
         self._waiting = 0
         self._cancelledWaiters = 0
         self._dispatching = False
+        self._depth = options.maxRequestsPerClient
+        self._accepting: list[Connection] = []
         self._requests = 0
         self._failedRequests = 0
         self._requestsWaited = 0
@@ -90,7 +92,7 @@ class PoolMachine(Housekeeping):
         if (
             maxWaiters is not None
             and self._total() >= self._maxClients
-            and self._waiting - len(self._connecting) >= maxWaiters
+            and self._waiting - len(self._connecting) * self._depth >= maxWaiters
         ):
             return PoolFullError(
                 f"too many requests waiting for a connection to {self._address} "
@@ -100,33 +102,20 @@ class PoolMachine(Housekeeping):
 
     def _dispatch(self) -> None:
         """
-        Hand waiting requests to idle connections, and open connections for the rest within
-        C{maxClients}. Re-entrant calls (from callbacks run meanwhile) return at once, and
-        this loop picks up the work they made.
+        Hand waiting requests to connections, first in, first out, and open connections for
+        the rest within C{maxClients}. Re-entrant calls (from callbacks run meanwhile) return
+        at once, and this loop picks up the work they made.
         """
         if self._dispatching:
             return
         self._dispatching = True
-        validating = self._options.validateAfterIdle is not None
         try:
             while True:
-                while self._waiting and self._idle:
-                    connection = self._idle[-1]
-                    if getattr(connection.transport, "disconnecting", False):
-                        self._retire(connection, "lost")
-                        continue
-                    if validating and self._needsValidation(connection):
-                        self._ping(connection, "validation")
-                        continue
-                    request = self._waiters.popleft()
-                    if request.done:
-                        self._cancelledWaiters -= 1
-                        continue
-                    self._waiting -= 1
-                    self._assign(request, self._idle.pop())
+                self._serveWaiters()
+                depth = self._depth
                 while (
                     (
-                        self._waiting > len(self._connecting) + self._pinging
+                        self._waiting > (len(self._connecting) + self._pinging) * depth
                         or self._total() < self._minimum()
                     )
                     and self._total() < self._maxClients
@@ -135,15 +124,76 @@ class PoolMachine(Housekeeping):
                 ):
                     if not self._connect():
                         break
-                if not (self._waiting and self._idle):
+                if not self._canServe():
                     break
         finally:
             self._dispatching = False
 
+    def _serveWaiters(self) -> None:
+        """
+        Give waiting requests, oldest first, to connections that can take them: a pipelined
+        request to a busy connection with room for it, or else to an idle connection; a
+        checkout only to an idle connection. Stop at the first request that must wait.
+        """
+        validating = self._options.validateAfterIdle is not None
+        waiters = self._waiters
+        while self._waiting:
+            request = waiters[0]
+            if request.done:
+                waiters.popleft()
+                self._cancelledWaiters -= 1
+                continue
+            if request.method is not None and self._accepting:
+                connection = self._accepting[-1]
+                if (
+                    connection.expiresAt is not None and self._expired(connection)
+                ) or getattr(connection.transport, "disconnecting", False):
+                    self._stopAccepting(connection)
+                    continue
+            elif self._idle:
+                connection = self._idle[-1]
+                if getattr(connection.transport, "disconnecting", False):
+                    self._retire(connection, "lost")
+                    continue
+                if validating and self._needsValidation(connection):
+                    self._ping(connection, "validation")
+                    continue
+                self._idle.pop()
+                connection.state = State.BUSY
+                self._busy += 1
+            else:
+                return
+            waiters.popleft()
+            self._waiting -= 1
+            self._assign(request, connection)
+
+    def _canServe(self) -> bool:
+        """
+        @return: Whether the oldest waiting request could be given a connection now.
+        """
+        waiters = self._waiters
+        while waiters and waiters[0].done:
+            waiters.popleft()
+            self._cancelledWaiters -= 1
+        if not self._waiting:
+            return False
+        return bool(self._idle) or (waiters[0].method is not None and bool(self._accepting))
+
+    def _stopAccepting(self, connection: Connection) -> None:
+        """
+        Take a busy connection off the list of those that can take one more request.
+        """
+        connection.accepting = False
+        accepting = self._accepting
+        if accepting and accepting[-1] is connection:
+            accepting.pop()
+        else:
+            accepting.remove(connection)
+
     def _assign(self, request: Request, connection: Connection) -> None:
-        connection.state = State.BUSY
-        self._busy += 1
-        connection.current = request
+        """
+        Send a request on a busy connection, or hand it the connection for itself.
+        """
         request.connection = connection
         if request.timer is not None:
             request.timer.cancel()
@@ -151,9 +201,19 @@ class PoolMachine(Housekeeping):
         now = self._reactor.seconds()
         self._waitTimes.add(now - request.queuedAt)
         if request.method is None:
+            connection.holder = request
             self._checkedOutNow(connection, request)
             self._settle(request, connection.protocol)
             return
+        requests = connection.requests
+        requests.append(request)
+        if self._depth > 1:
+            if len(requests) >= self._depth:
+                if connection.accepting:
+                    self._stopAccepting(connection)
+            elif not connection.accepting:
+                connection.accepting = True
+                self._accepting.append(connection)
         request.sentAt = now
         request.mark = connection.received
         timeout = self._options.requestTimeout
@@ -172,9 +232,23 @@ class PoolMachine(Housekeeping):
         else:
             self._finished(result, connection, request)
 
+    def _takeOff(self, connection: Connection, request: Request) -> bool:
+        """
+        Remove a request from its connection's requests in flight.
+
+        @return: Whether it was there.
+        """
+        requests = connection.requests
+        if requests and requests[0] is request:
+            requests.popleft()
+            return True
+        if request in requests:
+            requests.remove(request)
+            return True
+        return False
+
     def _finished(self, result: Any, connection: Connection, request: Request) -> None:
-        if connection.current is request:
-            connection.current = None
+        if self._takeOff(connection, request):
             self._requestTimes.add(self._reactor.seconds() - request.sentAt)
             if connection.lost or getattr(connection.transport, "disconnecting", False):
                 self._retire(connection, "lost", abort=True)
@@ -183,7 +257,14 @@ class PoolMachine(Housekeeping):
             else:
                 if not connection.proven:
                     self._prove(connection)
-                self._checkin(connection)
+                if not connection.requests:
+                    if connection.accepting:
+                        self._stopAccepting(connection)
+                    self._checkin(connection)
+                elif not connection.accepting and len(connection.requests) < self._depth:
+                    if connection.expiresAt is None or not self._expired(connection):
+                        connection.accepting = True
+                        self._accepting.append(connection)
         if request.done:
             return None
         if isinstance(result, Failure) and result.check(
@@ -268,7 +349,7 @@ class PoolMachine(Housekeeping):
         connection = request.connection
         if connection is None:
             self._dequeue(request)
-        elif connection.current is request:
+        elif self._takeOff(connection, request):
             self._retire(connection, "cancelled", abort=True)
             self._dispatch()
 
@@ -317,8 +398,7 @@ class PoolMachine(Housekeeping):
         connection = request.connection
         if request.done or connection is None:
             return
-        if connection.current is request:
-            connection.current = None
+        if self._takeOff(connection, request):
             self._retire(connection, "timeout", abort=True)
         self._settle(
             request,

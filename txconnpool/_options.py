@@ -62,6 +62,7 @@ class PoolOptions:
     retryPolicy: Callable[[int], float] = field(factory=backoffPolicy, validator=_callable)
     shutdownTimeout: float = field(default=5.0, validator=_seconds(optional=False))
     minClients: int = field(default=0, validator=_count(0, optional=False))
+    maxRequestsPerClient: int = field(default=1, validator=_count(1, optional=False))
     idleTimeout: float | None = field(default=600.0, validator=_seconds(optional=True))
     maxLifetime: float | None = field(default=None, validator=_seconds(optional=True))
     tcpKeepAlive: bool = field(default=False, validator=_boolean)

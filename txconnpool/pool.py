@@ -96,6 +96,9 @@ class Pool(PoolMachine, Generic[_P]):
     @cvar clientFactory: The L{PooledClientFactory} subclass building each connection.
     @cvar brokenConnectionErrors: Exception classes meaning that the connection a request
         failed on is unusable; see L{BROKEN_CONNECTION_ERRORS}.
+    @cvar defaultMaxRequestsPerClient: The C{maxRequestsPerClient} of pools of this class
+        when the constructor is not given one: 1, no pipelining, unless a subclass whose
+        protocol answers in order says otherwise.
     @cvar idempotentMethods: Names of the protocol methods that are safe to send twice. A
         request for one of them that fails because its connection had been closed before any
         reply arrived (a stale idle connection) is sent once more on another connection.
@@ -104,6 +107,7 @@ class Pool(PoolMachine, Generic[_P]):
     clientFactory: type[PooledClientFactory] = PooledClientFactory
     brokenConnectionErrors: tuple[type[BaseException], ...] = BROKEN_CONNECTION_ERRORS
     idempotentMethods: frozenset[str] = frozenset()
+    defaultMaxRequestsPerClient: int = 1
 
     _log = Logger()
 
@@ -128,6 +132,7 @@ class Pool(PoolMachine, Generic[_P]):
         validateAfterIdle: float | None = None,
         pingTimeout: float = 5.0,
         leakDetectionThreshold: float | None = None,
+        maxRequestsPerClient: int | None = None,
     ) -> None:
         """
         @param serverAddress: Where to connect: an endpoint description string such as
@@ -177,6 +182,11 @@ class Pool(PoolMachine, Generic[_P]):
         @param leakDetectionThreshold: Log a warning, with the stack of the C{acquire()} call,
             when a connection stays checked out longer than this many seconds. L{None} to not
             watch.
+        @param maxRequestsPerClient: How many requests may be in flight on one connection at
+            once (pipelining), for protocols that answer requests in the order they were sent.
+            New connections are opened only when every connection carries this many. A
+            checkout (C{acquire()}, C{connection()}) still gets a connection to itself. L{None}
+            for the class's C{defaultMaxRequestsPerClient}.
 
         @raise TypeError: An argument has the wrong type.
         @raise ValueError: An argument has an impossible value.
@@ -198,6 +208,11 @@ class Pool(PoolMachine, Generic[_P]):
             validateAfterIdle=validateAfterIdle,
             pingTimeout=pingTimeout,
             leakDetectionThreshold=leakDetectionThreshold,
+            maxRequestsPerClient=(
+                self.defaultMaxRequestsPerClient
+                if maxRequestsPerClient is None
+                else maxRequestsPerClient
+            ),
         )
         if minClients > maxClients:
             raise ValueError(
@@ -274,7 +289,7 @@ class Pool(PoolMachine, Generic[_P]):
         """
         connection = self._checkedOut(protocol)
         if connection is not None:
-            connection.current = None
+            connection.holder = None
             self._checkedIn(connection)
             if not connection.proven:
                 self._prove(connection)
@@ -290,7 +305,7 @@ class Pool(PoolMachine, Generic[_P]):
         """
         connection = self._checkedOut(protocol)
         if connection is not None:
-            connection.current = None
+            connection.holder = None
             self._retire(connection, "caller", abort=True)
             self._dispatch()
 
@@ -423,7 +438,7 @@ class Pool(PoolMachine, Generic[_P]):
             self._markReady(connection)
         elif connection.state is State.GONE:
             del self._byProtocol[client]
-        elif connection.current is not None and connection.current.method is None:
+        elif connection.holder is not None and connection.holder.method is None:
             self.release(client)
 
     def clientBusy(self, client: Any) -> None:
@@ -439,7 +454,7 @@ class Pool(PoolMachine, Generic[_P]):
             checkout = Request(None, (), {}, Deferred())
             checkout.done = True
             checkout.connection = connection
-            connection.current = checkout
+            connection.holder = checkout
 
     def clientGone(self, client: Any) -> None:
         """
@@ -448,8 +463,8 @@ class Pool(PoolMachine, Generic[_P]):
         """
         connection = self._byProtocol.pop(client, None)
         if connection is not None and connection.state is not State.GONE:
-            if connection.current is not None and connection.current.method is None:
-                connection.current = None
+            if connection.holder is not None and connection.holder.method is None:
+                connection.holder = None
             self._retire(connection, "caller", abort=True)
             self._dispatch()
 
