@@ -34,6 +34,7 @@ setup(
             "pytest-twisted>=1.14",
             "hypothesis>=6",
             "treq>=23.11.0",
+            "Twisted[tls]>=23.10.0",
             "mypy>=1.8",
             "mypy-zope>=1.0",
             "ruff>=0.4",
