@@ -181,11 +181,11 @@ async def test_legacyReadmePattern(memcached: MemcachedProcess) -> None:
 @pytest_twisted.ensureDeferred
 async def test_serverKilledMidRequestThenDown(freshMemcached: MemcachedProcess) -> None:
     """
-    Killing memcached fails a non-idempotent request in flight with ConnectionLostError; an
-    idempotent one is tried once more, and like the requests made while the server is down,
-    fails with ServerUnavailableError after failFastAfter refused connections.
+    Killing memcached fails the request in flight with ConnectionLostError; the request
+    queued behind it, like the requests made while the server is down, fails with
+    ServerUnavailableError after failFastAfter refused connections.
     """
-    pool = MemCachePool(freshMemcached.endpoint, maxClients=2, failFastAfter=2)
+    pool = MemCachePool(freshMemcached.endpoint, maxClients=1, failFastAfter=2)
     try:
         assert await pool.set(b"k", b"1") is True
         assert await pool.get(b"k") == (0, b"1")
@@ -193,15 +193,16 @@ async def test_serverKilledMidRequestThenDown(freshMemcached: MemcachedProcess) 
         increment = pool.increment(b"k")
         get = pool.get(b"k")
         freshMemcached.signal(signal.SIGKILL)
+        freshMemcached.process.wait()  # type: ignore[union-attr]
         with pytest.raises(ConnectionLostError):
             await increment
         with pytest.raises(ServerUnavailableError):
             await get
-        freshMemcached.process.wait()  # type: ignore[union-attr]
         with pytest.raises(ServerUnavailableError):
             await pool.get(b"k")
         stats = pool.poolStats()
-        assert (stats.busy, stats.idle, stats.waiting, stats.closed) == (0, 0, 0, 2)
+        assert (stats.busy, stats.idle, stats.waiting, stats.closed) == (0, 0, 0, 1)
+        assert stats.discarded.lost == 1
     finally:
         await pool.close()
 
