@@ -413,3 +413,72 @@ def test_structuredLogEvents() -> None:
     ]
     assert all(e["address"] == "<FakeEndpoint>" for e in mine)
     assert mine[-1]["reason"] == "lost"
+
+
+def test_requestFromWhenReadyUsesTheReadyConnection() -> None:
+    """
+    A request made when whenReady fires is served by the connection that just became ready.
+    """
+    h = makePool(maxClients=2, minClients=1)
+    served: list[Deferred[Any]] = []
+    h.pool.whenReady().addCallback(lambda _: served.append(h.pool.performRequest("ask", 1)))
+    proto = h.connect()
+    assert [v for v, _ in proto.asked] == [1]
+    assert len(h.endpoint.attempts) == 1
+    assert h.pool.poolStats().requestsWaited == 0
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "connectTimeout",
+        "requestTimeout",
+        "idleTimeout",
+        "maxLifetime",
+        "keepaliveInterval",
+        "pingTimeout",
+        "leakDetectionThreshold",
+    ],
+)
+def test_zeroDurationsRefused(option: str) -> None:
+    """
+    Durations that only make sense above zero refuse 0 with a ValueError naming the option.
+    """
+    with pytest.raises(ValueError, match=f"{option} must be more than 0"):
+        makePool(**{option: 0})
+
+
+def test_circuitOpenLoggedOnce() -> None:
+    """
+    The circuit opening is logged once, however many attempts fail while it stays open.
+    """
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        h = makePool(maxClients=1, failFastAfter=1)
+        for _ in range(3):
+            d = h.pool.performRequest("ask", 1)
+            h.endpoint.pending()[0].fail(ConnectionRefusedError())
+            failureOf(d, ServerUnavailableError)
+            h.clock.advance(1.0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    kinds = [e["txconnpoolEvent"] for e in events if "txconnpoolEvent" in e]
+    assert kinds.count("connectFailed") == 3
+    assert kinds.count("circuitOpen") == 1
+
+
+def test_lostPingIsNotAFailedConnectionAttempt() -> None:
+    """
+    A connection that answered a ping is proven usable, and losing one during a ping does
+    not count as a failed connection attempt.
+    """
+    h = makePool(maxClients=1, minClients=1, keepaliveInterval=10.0)
+    proto = h.connect()
+    h.clock.advance(10)
+    proto.answer()
+    h.clock.advance(10)
+    h.attemptFor(proto).lose()
+    stats = h.pool.poolStats()
+    assert stats.connectsFailed == 0
+    assert len(h.endpoint.pending()) == 1

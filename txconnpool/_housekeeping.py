@@ -42,6 +42,12 @@ class Housekeeping(ConnectionMachine):
         self._pinging = 0
         self._checkouts: set[Connection] = set()
         self._readyWaiters: list[tuple[Deferred[None], Any]] = []
+        self._timed = (
+            options.idleTimeout is not None
+            or options.keepaliveInterval is not None
+            or options.maxLifetime is not None
+        )
+        self._min = min(options.minClients, maxClients)
 
     def pingConnection(self, protocol: Any) -> Deferred[object]:
         raise NotImplementedError()
@@ -61,6 +67,11 @@ class Housekeeping(ConnectionMachine):
             setKeepAlive = getattr(connection.transport, "setTcpKeepAlive", None)
             if setKeepAlive is not None:
                 setKeepAlive(1)
+
+    def _fireReady(self) -> None:
+        """
+        Fire the L{whenReady} waiters if C{minClients} connections are now up.
+        """
         if self._readyWaiters and self._busy + len(self._idle) >= self._minimum():
             waiters, self._readyWaiters = self._readyWaiters, []
             for waiter, timer in waiters:
@@ -105,7 +116,7 @@ class Housekeeping(ConnectionMachine):
         return expiresAt is not None and self._reactor.seconds() >= expiresAt
 
     def _minimum(self) -> int:
-        return min(self._options.minClients, self._maxClients)
+        return self._min
 
     # The timer
 
@@ -203,6 +214,8 @@ class Housekeeping(ConnectionMachine):
             self._retire(connection, "keepalive", abort=True)
         else:
             connection.lastActive = self._reactor.seconds()
+            if not connection.proven:
+                self._prove(connection)
             self._checkin(connection, used=False)
         self._dispatch()
 

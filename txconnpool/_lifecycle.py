@@ -70,6 +70,8 @@ class ConnectionMachine:
 
     # Provided by Housekeeping.
 
+    _timed: bool
+
     def _connectionReady(self, connection: Connection) -> None:
         raise NotImplementedError()
 
@@ -77,6 +79,9 @@ class ConnectionMachine:
         raise NotImplementedError()
 
     def _checkedIn(self, connection: Connection) -> None:
+        raise NotImplementedError()
+
+    def _fireReady(self) -> None:
         raise NotImplementedError()
 
     def _stopAccepting(self, connection: Connection) -> None:
@@ -206,22 +211,27 @@ class ConnectionMachine:
         connection.state = State.BUSY
         self._connectionReady(connection)
         self._checkin(connection)
+        self._fireReady()
         self._dispatch()
 
-    def _checkin(self, connection: Connection, used: bool = True) -> None:
+    def _checkin(
+        self, connection: Connection, used: bool = True, now: float | None = None
+    ) -> None:
         """
         Return a busy connection to the idle set, or close it when the pool is closing, over
         its size, or past the connection's lifetime.
 
         @param used: Whether the connection served a request (rather than a ping).
+        @param now: The time, if the caller has it.
         """
         if self._closing:
             self._retire(connection, "closed")
             return
-        if self._total() > self._maxClients:
+        if self._busy + len(self._idle) + len(self._connecting) > self._maxClients:
             self._retire(connection, "surplus")
             return
-        now = self._reactor.seconds()
+        if now is None:
+            now = self._reactor.seconds()
         if connection.expiresAt is not None and now >= connection.expiresAt:
             self._retire(connection, "lifetime")
             return
@@ -230,7 +240,8 @@ class ConnectionMachine:
         self._busy -= 1
         connection.state = State.IDLE
         self._idle.append(connection)
-        self._connectionIdle(connection, now)
+        if self._timed:
+            self._connectionIdle(connection, now)
 
     def _retire(self, connection: Connection, reason: str, abort: bool = False) -> None:
         """
@@ -276,8 +287,7 @@ class ConnectionMachine:
         """
         connection.lost = True
         state = connection.state
-        holder = connection.holder
-        inFlight = bool(connection.requests) or (holder is not None and holder.method is not None)
+        inFlight = bool(connection.requests)
         if state is not State.GONE:
             self._log.info(
                 "Connection to {address} lost: {reason}",
@@ -321,11 +331,12 @@ class ConnectionMachine:
         )
         if not self._circuit.exhausted() or self._busy or self._idle:
             return
-        self._log.warn(
-            "Circuit to {address} open: requests fail fast until a connection succeeds",
-            address=self._address,
-            txconnpoolEvent="circuitOpen",
-        )
+        if self._circuit.failures == self._options.failFastAfter:
+            self._log.warn(
+                "Circuit to {address} open: requests fail fast until a connection succeeds",
+                address=self._address,
+                txconnpoolEvent="circuitOpen",
+            )
         self._failWaiters(self._unavailable)
 
     def _prove(self, connection: Connection) -> None:

@@ -48,6 +48,7 @@ class PoolMachine(Housekeeping):
         self._cancelledWaiters = 0
         self._dispatching = False
         self._depth = options.maxRequestsPerClient
+        self._validating = options.validateAfterIdle is not None
         self._accepting: list[Connection] = []
         self._requests = 0
         self._failedRequests = 0
@@ -63,13 +64,27 @@ class PoolMachine(Housekeeping):
         origin: str | None = None,
     ) -> Deferred[Any]:
         self._requests += 1
-        refusal = self._refusal()
-        if refusal is not None:
-            self._failedRequests += 1
-            return fail(refusal)
+        if self._closing or self._circuit.failures or self._options.maxWaiters is not None:
+            refusal = self._refusal()
+            if refusal is not None:
+                self._failedRequests += 1
+                return fail(refusal)
         request = Request(method, args, kwargs, Deferred(lambda d: self._cancel(request)))
-        request.queuedAt = self._reactor.seconds()
+        request.queuedAt = now = self._reactor.seconds()
         request.origin = origin
+        if not (self._waiting or self._dispatching):
+            connection = self._availableFor(method)
+            if connection is not None:
+                # The common case: a connection is free for it. Dispatch is held off while the
+                # request runs, so that requests its callbacks make queue instead of recursing.
+                self._dispatching = True
+                try:
+                    self._assign(request, connection, now)
+                finally:
+                    self._dispatching = False
+                if self._waiting:
+                    self._dispatch()
+                return request.deferred
         self._waiters.append(request)
         self._waiting += 1
         self._dispatch()
@@ -79,6 +94,29 @@ class PoolMachine(Housekeeping):
             if timeout is not None:
                 request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
         return request.deferred
+
+    def _availableFor(self, method: str | None) -> Connection | None:
+        """
+        Find a connection for a new request when none is waiting: a busy connection with room
+        for one more pipelined request, or else an idle one (made busy). L{None} if there is
+        none, or if the idle one must first be checked (closing or to validate): dispatch
+        handles those.
+        """
+        if method is not None and self._accepting:
+            connection = self._accepting[-1]
+            if connection.expiresAt is None and not getattr(
+                connection.transport, "disconnecting", False
+            ):
+                return connection
+            return None
+        if self._idle and not self._validating:
+            connection = self._idle[-1]
+            if not getattr(connection.transport, "disconnecting", False):
+                self._idle.pop()
+                connection.state = State.BUSY
+                self._busy += 1
+                return connection
+        return None
 
     def _refusal(self) -> Exception | None:
         """
@@ -106,7 +144,7 @@ class PoolMachine(Housekeeping):
         the rest within C{maxClients}. Re-entrant calls (from callbacks run meanwhile) return
         at once, and this loop picks up the work they made.
         """
-        if self._dispatching:
+        if self._dispatching or not (self._waiting or self._busy + len(self._idle) < self._min):
             return
         self._dispatching = True
         try:
@@ -116,7 +154,7 @@ class PoolMachine(Housekeeping):
                 while (
                     (
                         self._waiting > (len(self._connecting) + self._pinging) * depth
-                        or self._total() < self._minimum()
+                        or self._total() < self._min
                     )
                     and self._total() < self._maxClients
                     and not self._closing
@@ -135,7 +173,7 @@ class PoolMachine(Housekeeping):
         request to a busy connection with room for it, or else to an idle connection; a
         checkout only to an idle connection. Stop at the first request that must wait.
         """
-        validating = self._options.validateAfterIdle is not None
+        validating = self._validating
         waiters = self._waiters
         while self._waiting:
             request = waiters[0]
@@ -165,7 +203,7 @@ class PoolMachine(Housekeeping):
                 return
             waiters.popleft()
             self._waiting -= 1
-            self._assign(request, connection)
+            self._assign(request, connection, self._reactor.seconds())
 
     def _canServe(self) -> bool:
         """
@@ -190,7 +228,7 @@ class PoolMachine(Housekeeping):
         else:
             accepting.remove(connection)
 
-    def _assign(self, request: Request, connection: Connection) -> None:
+    def _assign(self, request: Request, connection: Connection, now: float) -> None:
         """
         Send a request on a busy connection, or hand it the connection for itself.
         """
@@ -198,7 +236,6 @@ class PoolMachine(Housekeeping):
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
-        now = self._reactor.seconds()
         self._waitTimes.add(now - request.queuedAt)
         if request.method is None:
             connection.holder = request
@@ -207,8 +244,9 @@ class PoolMachine(Housekeeping):
             return
         requests = connection.requests
         requests.append(request)
-        if self._depth > 1:
-            if len(requests) >= self._depth:
+        depth = self._depth
+        if depth > 1:
+            if len(requests) >= depth:
                 if connection.accepting:
                     self._stopAccepting(connection)
             elif not connection.accepting:
@@ -248,11 +286,19 @@ class PoolMachine(Housekeeping):
         return False
 
     def _finished(self, result: Any, connection: Connection, request: Request) -> None:
-        if self._takeOff(connection, request):
-            self._requestTimes.add(self._reactor.seconds() - request.sentAt)
+        failed = isinstance(result, Failure)
+        requests = connection.requests
+        if requests and requests[0] is request:
+            requests.popleft()
+            onConnection = True
+        else:
+            onConnection = self._takeOff(connection, request)
+        if onConnection:
+            now = self._reactor.seconds()
+            self._requestTimes.add(now - request.sentAt)
             if connection.lost or getattr(connection.transport, "disconnecting", False):
                 self._retire(connection, "lost", abort=True)
-            elif isinstance(result, Failure) and result.check(*self.brokenConnectionErrors):
+            elif failed and result.check(*self.brokenConnectionErrors):
                 self._retire(connection, "protocolError", abort=True)
             else:
                 if not connection.proven:
@@ -260,16 +306,14 @@ class PoolMachine(Housekeeping):
                 if not connection.requests:
                     if connection.accepting:
                         self._stopAccepting(connection)
-                    self._checkin(connection)
+                    self._checkin(connection, now=now)
                 elif not connection.accepting and len(connection.requests) < self._depth:
                     if connection.expiresAt is None or not self._expired(connection):
                         connection.accepting = True
                         self._accepting.append(connection)
         if request.done:
             return None
-        if isinstance(result, Failure) and result.check(
-            error.ConnectionClosed, ConnectionLostError
-        ):
+        if failed and result.check(error.ConnectionClosed, ConnectionLostError):
             if self._mayRetry(request, connection):
                 self._requeue(request)
                 self._dispatch()
@@ -334,7 +378,8 @@ class PoolMachine(Housekeeping):
         if isinstance(result, Failure):
             self._failedRequests += 1
         request.deferred.callback(result)
-        self._dispatch()
+        if self._waiting or self._min:
+            self._dispatch()
 
     def _cancel(self, request: Request) -> None:
         """

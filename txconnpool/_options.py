@@ -12,13 +12,15 @@ from attrs import field, frozen
 from .backoff import backoffPolicy
 
 
-def _seconds(optional: bool) -> Callable[[Any, Any, Any], None]:
+def _seconds(optional: bool, positive: bool = False) -> Callable[[Any, Any, Any], None]:
     def check(instance: Any, attribute: Any, value: Any) -> None:
         if value is None and optional:
             return
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             kind = "a number of seconds or None" if optional else "a number of seconds"
             raise TypeError(f"{attribute.name} must be {kind}, not {value!r}")
+        if positive and not value > 0:
+            raise ValueError(f"{attribute.name} must be more than 0, not {value!r}")
         if not value >= 0:
             raise ValueError(f"{attribute.name} must be 0 or more, not {value!r}")
 
@@ -54,8 +56,12 @@ class PoolOptions:
     The options of a L{txconnpool.pool.Pool}; see its constructor for their meaning.
     """
 
-    connectTimeout: float | None = field(default=5.0, validator=_seconds(optional=True))
-    requestTimeout: float | None = field(default=None, validator=_seconds(optional=True))
+    connectTimeout: float | None = field(
+        default=5.0, validator=_seconds(optional=True, positive=True)
+    )
+    requestTimeout: float | None = field(
+        default=None, validator=_seconds(optional=True, positive=True)
+    )
     acquireTimeout: float | None = field(default=None, validator=_seconds(optional=True))
     maxWaiters: int | None = field(default=None, validator=_count(0, optional=True))
     failFastAfter: int = field(default=3, validator=_count(1, optional=False))
@@ -63,12 +69,18 @@ class PoolOptions:
     shutdownTimeout: float = field(default=5.0, validator=_seconds(optional=False))
     minClients: int = field(default=0, validator=_count(0, optional=False))
     maxRequestsPerClient: int = field(default=1, validator=_count(1, optional=False))
-    idleTimeout: float | None = field(default=600.0, validator=_seconds(optional=True))
-    maxLifetime: float | None = field(default=None, validator=_seconds(optional=True))
+    idleTimeout: float | None = field(
+        default=600.0, validator=_seconds(optional=True, positive=True)
+    )
+    maxLifetime: float | None = field(
+        default=None, validator=_seconds(optional=True, positive=True)
+    )
     tcpKeepAlive: bool = field(default=False, validator=_boolean)
-    keepaliveInterval: float | None = field(default=None, validator=_seconds(optional=True))
+    keepaliveInterval: float | None = field(
+        default=None, validator=_seconds(optional=True, positive=True)
+    )
     validateAfterIdle: float | None = field(default=None, validator=_seconds(optional=True))
-    pingTimeout: float = field(default=5.0, validator=_seconds(optional=False))
+    pingTimeout: float = field(default=5.0, validator=_seconds(optional=False, positive=True))
     leakDetectionThreshold: float | None = field(
-        default=None, validator=_seconds(optional=True)
+        default=None, validator=_seconds(optional=True, positive=True)
     )

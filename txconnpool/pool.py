@@ -233,6 +233,7 @@ class Pool(PoolMachine, Generic[_P]):
             reactor = globalReactor
         endpoint, address = endpointFor(reactor, serverAddress)
         PoolMachine.__init__(self, reactor, endpoint, address, maxClients, options)
+        self._methodsSeen: set[str] = set()
         self._shutdownTrigger: Any = None
         if IReactorCore.providedBy(reactor):
             self._shutdownTrigger = reactor.addSystemEventTrigger(
@@ -256,17 +257,19 @@ class Pool(PoolMachine, Generic[_P]):
             when no connection to the server can be made; with L{CancelledError} when
             cancelled. Cancelling a request in flight discards its connection.
         """
-        if not isinstance(method, str):
-            raise TypeError(f"method must be a str naming a protocol method, not {method!r}")
-        protocolClass = getattr(self.clientFactory, "protocol", None)
-        if (
-            isinstance(protocolClass, type)
-            and not hasattr(protocolClass, method)
-            and not hasattr(protocolClass, "__getattr__")
-        ):
-            self._requests += 1
-            self._failedRequests += 1
-            return fail(self._noSuchCommand(protocolClass, method))
+        if method not in self._methodsSeen:
+            if not isinstance(method, str):
+                raise TypeError(f"method must be a str naming a protocol method, not {method!r}")
+            protocolClass = getattr(self.clientFactory, "protocol", None)
+            if (
+                isinstance(protocolClass, type)
+                and not hasattr(protocolClass, method)
+                and not hasattr(protocolClass, "__getattr__")
+            ):
+                self._requests += 1
+                self._failedRequests += 1
+                return fail(self._noSuchCommand(protocolClass, method))
+            self._methodsSeen.add(method)
         return self._submit(method, args, kwargs)
 
     def acquire(self) -> Deferred[_P]:
@@ -378,6 +381,7 @@ class Pool(PoolMachine, Generic[_P]):
         """
         _checkMaxClients(maxClients)
         self._maxClients = maxClients
+        self._min = min(self._options.minClients, maxClients)
         while self._idle and self._total() > maxClients:
             self._retire(self._idle[0], "surplus")
         self._dispatch()

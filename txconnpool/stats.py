@@ -104,35 +104,40 @@ class PoolStats:
     requestTime: LatencySummary = LatencySummary()
 
 
+WINDOW = 1024
+"""
+How many of the latest timings a L{TimingWindow} keeps: a power of two.
+"""
+
+
 class TimingWindow:
     """
-    The latest timings of one kind, kept in a ring of fixed size.
+    The latest L{WINDOW} timings of one kind, kept in a ring.
+
+    @ivar count: How many timings were ever recorded; the next goes at
+        C{samples[count % WINDOW]}.
     """
 
-    __slots__ = ("_next", "_samples", "_size")
+    __slots__ = ("count", "samples")
 
-    def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._samples: list[float] = []
-        self._next = 0
+    def __init__(self) -> None:
+        self.samples = [0.0] * WINDOW
+        self.count = 0
 
     def add(self, seconds: float) -> None:
         """
         Record one timing, forgetting the oldest when the window is full.
         """
-        if len(self._samples) < self._size:
-            self._samples.append(seconds)
-        else:
-            self._samples[self._next] = seconds
-            self._next = (self._next + 1) % self._size
+        self.samples[self.count & (WINDOW - 1)] = seconds
+        self.count += 1
 
     def summary(self) -> LatencySummary:
         """
         @return: The median, 99th percentile and maximum of the timings in the window.
         """
-        if not self._samples:
+        if not self.count:
             return LatencySummary()
-        ordered = sorted(self._samples)
+        ordered = sorted(self.samples[: min(self.count, WINDOW)])
         last = len(ordered) - 1
         return LatencySummary(
             count=len(ordered),
