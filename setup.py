@@ -40,7 +40,9 @@ setup(
             "ruff>=0.4",
             "sphinx>=7",
             "pydoctor>=25.10",
+            "prometheus_client>=0.17",
         ],
+        "prometheus": ["prometheus_client>=0.17"],
     },
     classifiers=[
         "Framework :: Twisted",
