@@ -27,8 +27,10 @@ class MemCacheClientFactory(PooledClientFactory):
         """
         Build a protocol whose request timeout runs on the pool's reactor.
         """
-        reactor = None if self.connectionPool is None else self.connectionPool.reactor
-        protocol = self.protocol(clock=reactor)
+        pool = self.connectionPool
+        reactor = None if pool is None else pool.reactor
+        batchGets = getattr(pool, "batchGets", False)
+        protocol = self.protocol(clock=reactor, batchGets=batchGets)
         protocol.factory = self
         return protocol
 
@@ -56,6 +58,17 @@ class MemCachePool(Pool[MemCacheProtocol]):
     idempotentMethods = frozenset(
         {"get", "getMultiple", "delete", "touch", "version", "stats"}
     )
+    defaultMaxRequestsPerClient = 1
+
+    def __init__(self, *args: Any, batchGets: bool = True, **kwargs: Any) -> None:
+        """
+        Take the arguments of L{Pool}, and:
+
+        @param batchGets: Gather the C{get}s sent on a connection while it has other requests
+            in flight into one multi-key C{get} per reactor turn (see L{MemCacheProtocol}).
+        """
+        self.batchGets = batchGets
+        Pool.__init__(self, *args, **kwargs)
 
     def pingConnection(self, protocol: MemCacheProtocol) -> Deferred[object]:
         """

@@ -40,6 +40,20 @@ from twisted.python.failure import Failure
 
 from txconnpool.errors import ConnectionLostError, ProtocolError
 from txconnpool.memcache import _validate as _v
+from txconnpool.memcache._requests import (
+    CAS_REPLIES,
+    DELETE_REPLIES,
+    FLUSH_REPLIES,
+    NO_CAS,
+    STATS_END,
+    STORE_REPLIES,
+    TOUCH_REPLIES,
+    GetBatch,
+    GetRequest,
+    IncrRequest,
+    Request,
+    StatsRequest,
+)
 from txconnpool.memcache.errors import (
     InvalidArgumentError,
     InvalidRequestError,
@@ -71,76 +85,6 @@ _K = TypeVar("_K", bound=Key)
 
 _log = Logger()
 
-_STORE_REPLIES = {b"STORED": True, b"NOT_STORED": False}
-_CAS_REPLIES = {b"STORED": True, b"EXISTS": False, b"NOT_FOUND": False}
-_DELETE_REPLIES = {b"DELETED": True, b"NOT_FOUND": False}
-_TOUCH_REPLIES = {b"TOUCHED": True, b"NOT_FOUND": False}
-_FLUSH_REPLIES = {b"OK": True}
-_STATS_END = (b"END", b"RESET", b"OK")
-_NO_CAS = object()
-
-
-class _Request:
-    """
-    A request waiting for its reply. C{replies}, when set, maps every reply line the command
-    accepts to its result; C{hasData} tells that a data block followed the command line.
-    """
-
-    __slots__ = ("command", "deferred", "hasData", "replies")
-
-    deferred: Deferred[Any]
-
-    def __init__(
-        self, command: str, replies: dict[bytes, bool] | None = None, hasData: bool = False
-    ) -> None:
-        self.command = command
-        self.replies = replies
-        self.hasData = hasData
-
-
-class _GetRequest(_Request):
-    """
-    A C{get} or C{gets} of one C{key}, or of several (C{wanted} and C{callerKeys} set).
-    """
-
-    __slots__ = ("callerKeys", "found", "key", "values", "wanted", "withCas")
-
-    def __init__(
-        self,
-        withCas: bool,
-        key: bytes | None,
-        callerKeys: list[tuple[Any, bytes]] | None = None,
-    ) -> None:
-        self.command = "gets" if withCas else "get"
-        self.replies = None
-        self.hasData = False
-        self.withCas = withCas
-        self.key = key
-        self.callerKeys = callerKeys
-        self.wanted = None if callerKeys is None else dict.fromkeys(k for _, k in callerKeys)
-        self.found: tuple[Any, ...] | None = None
-        self.values: dict[bytes, tuple[Any, ...]] = {}
-
-    def result(self) -> object:
-        miss = (0, b"", None) if self.withCas else (0, None)
-        if self.callerKeys is None:
-            return miss if self.found is None else self.found
-        values = self.values
-        return {caller: values.get(key, miss) for caller, key in self.callerKeys}
-
-
-class _IncrRequest(_Request):
-    __slots__ = ()
-
-
-class _StatsRequest(_Request):
-    __slots__ = ("values",)
-
-    def __init__(self) -> None:
-        _Request.__init__(self, "stats")
-        self.values: dict[bytes, bytes] = {}
-
-
 class MemCacheProtocol(Protocol):
     """
     A memcached text-protocol client; see the module docstring for how it differs from
@@ -170,6 +114,7 @@ class MemCacheProtocol(Protocol):
         *,
         maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
         clock: IReactorTime | None = None,
+        batchGets: bool = False,
     ) -> None:
         """
         @param timeOut: see C{timeOut} above.
@@ -177,6 +122,10 @@ class MemCacheProtocol(Protocol):
             started with a larger C{-I}.
         @param clock: the source of timeouts; the global reactor when C{None}. (Assigning
             the instance's C{callLater}, as with Twisted's C{TimeoutMixin}, also works.)
+        @param batchGets: gather the single-key L{get}s made while other requests are
+            pending into one multi-key C{get}, sent at the end of the reactor turn (or before
+            the next other command); each get still fires with its own result. This saves
+            the server and the client work under load, and changes nothing for a lone get.
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument is out of range.
         """
@@ -189,7 +138,7 @@ class MemCacheProtocol(Protocol):
         self.timeOut = timeOut
         self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
         self._clock = clock
-        self._pending: deque[_Request] = deque()
+        self._pending: deque[Request] = deque()
         self._closed = False
         self._lostReason: Failure | None = None
         self._timeoutCall: IDelayedCall | None = None
@@ -202,6 +151,9 @@ class MemCacheProtocol(Protocol):
         self._valueCas = b""
         self._chunks: list[bytes] = []
         self._chunksLength = 0
+        self._batchGets = bool(batchGets)
+        self._batch: GetBatch | None = None
+        self._flushCall: IDelayedCall | None = None
 
     @property
     def persistentTimeOut(self) -> float | None:
@@ -303,7 +255,7 @@ class MemCacheProtocol(Protocol):
                 pending.popleft()
                 req.deferred.callback(result)
                 return
-        elif isinstance(req, _GetRequest):
+        elif isinstance(req, GetRequest):
             if line == b"END":
                 pending.popleft()
                 req.deferred.callback(req.result())
@@ -311,7 +263,7 @@ class MemCacheProtocol(Protocol):
             if line[:6] == b"VALUE ":
                 self._valueHeader(req, line)
                 return
-        elif isinstance(req, _IncrRequest):
+        elif isinstance(req, IncrRequest):
             if line.isdigit():
                 pending.popleft()
                 req.deferred.callback(int(line))
@@ -320,13 +272,13 @@ class MemCacheProtocol(Protocol):
                 pending.popleft()
                 req.deferred.callback(False)
                 return
-        elif isinstance(req, _StatsRequest):
+        elif isinstance(req, StatsRequest):
             if line[:5] == b"STAT ":
                 name, _, value = line[5:].partition(b" ")
                 if name:
                     req.values[name] = value
                     return
-            elif line in _STATS_END:
+            elif line in STATS_END:
                 pending.popleft()
                 req.deferred.callback(req.values)
                 return
@@ -336,7 +288,7 @@ class MemCacheProtocol(Protocol):
             return
         self._errorReply(req, line)
 
-    def _valueHeader(self, req: _GetRequest, line: bytes) -> None:
+    def _valueHeader(self, req: GetRequest, line: bytes) -> None:
         fields = _v.parseValueHeader(line, req.withCas)
         if fields is None:
             self._protocolError(f"malformed line {_v.show(line)} in reply to {req.command}")
@@ -362,7 +314,7 @@ class MemCacheProtocol(Protocol):
             self._valueCas = cas
 
     def _valueReceived(self, value: bytes) -> None:
-        req = cast(_GetRequest, self._pending[0])
+        req = cast(GetRequest, self._pending[0])
         self._valueLength = -1
         if req.withCas:
             item: tuple[Any, ...] = (self._valueFlags, self._valueCas, value)
@@ -373,7 +325,7 @@ class MemCacheProtocol(Protocol):
         else:
             req.values[self._valueKey] = item
 
-    def _errorReply(self, req: _Request, line: bytes) -> None:
+    def _errorReply(self, req: Request, line: bytes) -> None:
         exc = _v.errorForReply(req.command, line)
         if exc is None:
             self._protocolError(f"unexpected reply {_v.show(line)} to {req.command}")
@@ -411,7 +363,7 @@ class MemCacheProtocol(Protocol):
     def _shutDown(
         self,
         reason: Exception,
-        first: _Request | None = None,
+        first: Request | None = None,
         firstReason: BaseException | None = None,
     ) -> None:
         """
@@ -440,6 +392,10 @@ class MemCacheProtocol(Protocol):
         self._chunks = []
         self._chunksLength = 0
         self._valueLength = -1
+        self._batch = None
+        call, self._flushCall = self._flushCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _cancel(self, d: Deferred[Any]) -> None:
         for req in self._pending:
@@ -486,10 +442,12 @@ class MemCacheProtocol(Protocol):
 
     # Sending
 
-    def _send(self, req: _Request, data: bytes) -> Deferred[Any]:
+    def _send(self, req: Request, data: bytes) -> Deferred[Any]:
         transport = self.transport
         if self._closed or transport is None or getattr(transport, "disconnecting", False):
             return self._notConnected(req.command)
+        if self._batch is not None:
+            self._flush()
         d: Deferred[Any] = Deferred(self._cancel)
         req.deferred = d
         self._pending.append(req)
@@ -497,6 +455,57 @@ class MemCacheProtocol(Protocol):
             self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
         transport.write(data)
         return d
+
+    def _batched(self, wireKey: bytes, withCas: bool) -> Deferred[Any]:
+        """
+        Add a get to the batch of this reactor turn, opening one if needed.
+        """
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
+            return self._notConnected("gets" if withCas else "get")
+        batch = self._batch
+        if batch is None or batch.withCas != withCas:
+            if batch is not None:
+                self._flush()
+            batch = self._batch = GetBatch(withCas)
+            self._pending.append(batch)
+            if self._timeoutCall is None and self.timeOut is not None:
+                self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+            self._flushCall = self.callLater(0, self._flush)
+        d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
+        batch.add(wireKey, d)
+        return d
+
+    def _flush(self) -> None:
+        """
+        Send the batch of gets gathered so far.
+        """
+        batch, self._batch = self._batch, None
+        call, self._flushCall = self._flushCall, None
+        if call is not None and call.active():
+            call.cancel()
+        if batch is None or self._closed:
+            return
+        if batch.members:
+            assert self.transport is not None
+            self.transport.write(batch.line())
+        else:
+            self._pending.remove(batch)
+
+    def _cancelBatched(self, batch: GetBatch, d: Deferred[Any]) -> None:
+        """
+        Cancel one get of a batch: before the batch is sent, it is simply left out; after,
+        the connection is dropped like for any request cancelled while pending.
+        """
+        batch.members = [(key, member) for key, member in batch.members if member is not d]
+        if batch is self._batch or batch not in self._pending:
+            return
+        cause = CancelledError("memcached get request cancelled; the connection was dropped")
+        lost = ConnectionLostError(
+            "memcached connection dropped because a pending get was cancelled"
+        )
+        lost.__cause__ = cause
+        self._shutDown(lost)
 
     def _notConnected(self, command: str) -> Deferred[Any]:
         exc = ConnectionLostError(f"memcached connection is not open; {command} not sent")
@@ -511,7 +520,7 @@ class MemCacheProtocol(Protocol):
         val: object,
         flags: object,
         expireTime: object,
-        cas: object = _NO_CAS,
+        cas: object = NO_CAS,
     ) -> Deferred[bool]:
         try:
             wireKey = _v.checkKey(key)
@@ -522,13 +531,13 @@ class MemCacheProtocol(Protocol):
                 _v.checkInt("flags", flags, _v.MAX_FLAGS),
                 _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME),
                 len(value),
-                b"" if cas is _NO_CAS else b" " + _v.checkCas(cas),
+                b"" if cas is NO_CAS else b" " + _v.checkCas(cas),
                 value,
             )
         except InvalidRequestError as e:
             return fail(e)
-        replies = _STORE_REPLIES if cas is _NO_CAS else _CAS_REPLIES
-        return self._send(_Request(command.decode(), replies, True), line)
+        replies = STORE_REPLIES if cas is NO_CAS else CAS_REPLIES
+        return self._send(Request(command.decode(), replies, True), line)
 
     def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
         """
@@ -579,7 +588,7 @@ class MemCacheProtocol(Protocol):
         self,
         command: bytes,
         key: object,
-        req: _Request,
+        req: Request,
         arg: tuple[str, object, int] | None = None,
     ) -> Deferred[Any]:
         """
@@ -602,7 +611,7 @@ class MemCacheProtocol(Protocol):
         @return: fires with the new value, or C{False} if the key is missing (as Twisted's
             client does); fails with L{ClientError} if the value is not a number.
         """
-        return self._keyCommand(b"incr", key, _IncrRequest("incr"), ("val", val, _v.MAX_UINT64))
+        return self._keyCommand(b"incr", key, IncrRequest("incr"), ("val", val, _v.MAX_UINT64))
 
     def decrement(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
         """
@@ -610,13 +619,13 @@ class MemCacheProtocol(Protocol):
 
         @return: as for L{increment}.
         """
-        return self._keyCommand(b"decr", key, _IncrRequest("decr"), ("val", val, _v.MAX_UINT64))
+        return self._keyCommand(b"decr", key, IncrRequest("decr"), ("val", val, _v.MAX_UINT64))
 
     def delete(self, key: Key) -> Deferred[bool]:
         """
         Delete C{key}; fires with C{True}, or C{False} if it is missing.
         """
-        return self._keyCommand(b"delete", key, _Request("delete", _DELETE_REPLIES))
+        return self._keyCommand(b"delete", key, Request("delete", DELETE_REPLIES))
 
     def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
         """
@@ -625,7 +634,7 @@ class MemCacheProtocol(Protocol):
         @return: fires with C{True} (C{TOUCHED}), or C{False} if the key is missing.
         """
         arg = ("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
-        return self._keyCommand(b"touch", key, _Request("touch", _TOUCH_REPLIES), arg)
+        return self._keyCommand(b"touch", key, Request("touch", TOUCH_REPLIES), arg)
 
     @overload
     def get(self, key: Key, withIdentifier: Literal[False] = False) -> Deferred[GetResult]: ...
@@ -646,9 +655,11 @@ class MemCacheProtocol(Protocol):
             wireKey = _v.checkKey(key)
         except InvalidRequestError as e:
             return fail(e)
+        if self._batchGets and self._pending:
+            return self._batched(wireKey, bool(withIdentifier))
         if withIdentifier:
-            return self._send(_GetRequest(True, wireKey), b"gets %s\r\n" % (wireKey,))
-        return self._send(_GetRequest(False, wireKey), b"get %s\r\n" % (wireKey,))
+            return self._send(GetRequest(True, wireKey), b"gets %s\r\n" % (wireKey,))
+        return self._send(GetRequest(False, wireKey), b"get %s\r\n" % (wireKey,))
 
     @overload
     def getMultiple(
@@ -681,7 +692,7 @@ class MemCacheProtocol(Protocol):
             return fail(e)
         if not callerKeys:
             return self._notConnected("get") if self._closed else succeed({})
-        req = _GetRequest(bool(withIdentifier), None, callerKeys)
+        req = GetRequest(bool(withIdentifier), None, callerKeys)
         wire = b" ".join(req.wanted or ())
         return self._send(req, b"%s %s\r\n" % (req.command.encode(), wire))
 
@@ -697,16 +708,16 @@ class MemCacheProtocol(Protocol):
         except InvalidRequestError as e:
             return fail(e)
         line = b"stats\r\n" if wireArg is None else b"stats %s\r\n" % (wireArg,)
-        return self._send(_StatsRequest(), line)
+        return self._send(StatsRequest(), line)
 
     def version(self) -> Deferred[bytes]:
         """
         Fetch the server's version; fires with e.g. C{b"1.6.18"}.
         """
-        return self._send(_Request("version"), b"version\r\n")
+        return self._send(Request("version"), b"version\r\n")
 
     def flushAll(self) -> Deferred[bool]:
         """
         Invalidate every item on the server; fires with C{True}.
         """
-        return self._send(_Request("flush_all", _FLUSH_REPLIES), b"flush_all\r\n")
+        return self._send(Request("flush_all", FLUSH_REPLIES), b"flush_all\r\n")
