@@ -6,6 +6,7 @@ pool when a connection is made and lost.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +32,14 @@ class State(Enum):
     GONE = "gone"
 
 
-class Request:
+class Request(Deferred[Any]):
     """
-    One call of C{performRequest} (C{method} is the name) or C{acquire} (C{method} is L{None}).
+    One call of C{performRequest} (C{method} is the name) or C{acquire} (C{method} is L{None}):
+    the L{Deferred} handed to the caller, which also carries what the pool needs to serve it.
+    (One object a request keeps the work of the garbage collector down when many wait.)
 
-    @ivar deferred: The L{Deferred} handed to the caller.
     @ivar connection: The connection serving the request, once it has one.
-    @ivar done: Whether C{deferred} has been, or is being, fired or cancelled.
+    @ivar done: Whether the request has been, or is being, fired or cancelled.
     @ivar timer: The pending timeout of the request (waiting or in flight), if any.
     @ivar retried: Whether the request was already sent again after a stale connection.
     @ivar mark: The connection's count of received chunks when the request was sent.
@@ -49,7 +51,6 @@ class Request:
     __slots__ = (
         "args",
         "connection",
-        "deferred",
         "done",
         "kwargs",
         "mark",
@@ -66,12 +67,12 @@ class Request:
         method: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        deferred: Deferred[Any],
+        canceller: Callable[[Deferred[Any]], None] | None = None,
     ) -> None:
+        Deferred.__init__(self, canceller)
         self.method = method
         self.args = args
         self.kwargs = kwargs
-        self.deferred = deferred
         self.connection: Connection | None = None
         self.done = False
         self.timer: Any = None

@@ -186,7 +186,7 @@ class Housekeeping(ConnectionMachine):
         connection.state = State.BUSY
         self._busy += 1
         self._pinging += 1
-        marker = Request("<ping>", (), {}, Deferred())
+        marker = Request("<ping>", (), {})
         marker.done = True
         marker.connection = connection
         marker.mark = connection.received

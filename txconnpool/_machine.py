@@ -48,6 +48,7 @@ class PoolMachine(Housekeeping):
         self._cancelledWaiters = 0
         self._dispatching = False
         self._depth = options.maxRequestsPerClient
+        self._canceller = self._cancelDeferred
         self._validating = options.validateAfterIdle is not None
         self._accepting: list[Connection] = []
         self._requests = 0
@@ -69,7 +70,7 @@ class PoolMachine(Housekeeping):
             if refusal is not None:
                 self._failedRequests += 1
                 return fail(refusal)
-        request = Request(method, args, kwargs, Deferred(lambda d: self._cancel(request)))
+        request = Request(method, args, kwargs, self._canceller)
         request.queuedAt = now = self._reactor.seconds()
         request.origin = origin
         if not (self._waiting or self._dispatching):
@@ -84,7 +85,7 @@ class PoolMachine(Housekeeping):
                     self._dispatching = False
                 if self._waiting:
                     self._dispatch()
-                return request.deferred
+                return request
         self._waiters.append(request)
         self._waiting += 1
         self._dispatch()
@@ -93,7 +94,7 @@ class PoolMachine(Housekeeping):
             timeout = self._options.acquireTimeout
             if timeout is not None:
                 request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
-        return request.deferred
+        return request
 
     def _availableFor(self, method: str | None) -> Connection | None:
         """
@@ -377,9 +378,13 @@ class PoolMachine(Housekeeping):
             request.timer = None
         if isinstance(result, Failure):
             self._failedRequests += 1
-        request.deferred.callback(result)
+        request.callback(result)
         if self._waiting or self._min:
             self._dispatch()
+
+    def _cancelDeferred(self, deferred: Deferred[Any]) -> None:
+        assert isinstance(deferred, Request)
+        self._cancel(deferred)
 
     def _cancel(self, request: Request) -> None:
         """

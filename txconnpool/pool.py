@@ -455,7 +455,7 @@ class Pool(PoolMachine, Generic[_P]):
             self._idle.remove(connection)
             self._busy += 1
             connection.state = State.BUSY
-            checkout = Request(None, (), {}, Deferred())
+            checkout = Request(None, (), {})
             checkout.done = True
             checkout.connection = connection
             connection.holder = checkout
