@@ -41,8 +41,17 @@ setup(
             "sphinx>=7",
             "pydoctor>=25.10",
             "prometheus_client>=0.17",
+            "matplotlib>=3.7",
+            "tqdm>=4.60",
         ],
         "prometheus": ["prometheus_client>=0.17"],
+        "bench": [
+            "matplotlib>=3.7",
+            "tqdm>=4.60",
+            "aiomcache>=0.8",
+            "emcache>=1.0",
+            "uvloop>=0.17",
+        ],
     },
     classifiers=[
         "Framework :: Twisted",

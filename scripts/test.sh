@@ -4,7 +4,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 echo "== ruff"
-.venv/bin/ruff check txconnpool tests examples docs/conf.py
+.venv/bin/ruff check txconnpool tests examples benchmarks docs/conf.py docs/_scripts
 echo "== mypy --strict"
 .venv/bin/mypy --strict txconnpool
 echo "== sphinx (warnings are errors)"

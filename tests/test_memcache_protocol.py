@@ -427,15 +427,26 @@ def test_largeValueInChunks() -> None:
 
 def test_requestFromCallback() -> None:
     """
-    A request made from a callback while replies are parsed gets its own reply.
+    A request made from a callback while replies are parsed gets its own reply, from bytes
+    that arrive later; more reply bytes in the chunk being parsed cannot be its reply, since
+    the server sent them before the request was written.
     """
     proto, transport, _ = connect()
     inner: list[Deferred[Any]] = []
     d = proto.get(b"a")
     d.addCallback(lambda _: inner.append(proto.get(b"b")))
-    proto.dataReceived(b"END\r\nVALUE b 0 1\r\nB\r\nEND\r\n")
+    proto.dataReceived(b"END\r\n")
     assert transport.value() == b"get a\r\nget b\r\n"
+    proto.dataReceived(b"VALUE b 0 1\r\nB\r\nEND\r\n")
     assert resultOf(inner[0]) == (0, b"B")
+
+    proto, transport, _ = connect()
+    inner = []
+    d = proto.set(b"a", b"1")
+    d.addCallback(lambda _: inner.append(proto.increment(b"n")))
+    proto.dataReceived(b"STORED\r\n42\r\n")
+    failureOf(inner[0], ProtocolError)
+    assert transport.disconnecting
 
 
 def test_repr() -> None:

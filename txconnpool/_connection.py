@@ -104,6 +104,8 @@ class Connection:
     @ivar lastActive: When the connection last finished a request or a ping.
     @ivar expiresAt: When the connection reaches its lifetime, or L{None}.
     @ivar leakAt: For a checkout under leak detection, when to warn; L{None} once warned.
+    @ivar validated: Whether the connection just answered a validation ping, and goes to the
+        next request without another.
     """
 
     __slots__ = (
@@ -124,6 +126,7 @@ class Connection:
         "state",
         "timer",
         "transport",
+        "validated",
     )
 
     def __init__(self, factory: PooledClientFactory, ready: Deferred[Any]) -> None:
@@ -144,6 +147,7 @@ class Connection:
         self.lastActive = 0.0
         self.expiresAt: float | None = None
         self.leakAt: float | None = None
+        self.validated = False
 
     def close(self, abort: bool = False) -> None:
         """

@@ -108,6 +108,8 @@ class Housekeeping(ConnectionMachine):
         """
         Whether an idle connection about to be handed out must be pinged first.
         """
+        if connection.validated:
+            return False
         limit = self._options.validateAfterIdle
         return limit is not None and self._reactor.seconds() - connection.lastActive > limit
 
@@ -214,6 +216,7 @@ class Housekeeping(ConnectionMachine):
             self._retire(connection, "keepalive", abort=True)
         else:
             connection.lastActive = self._reactor.seconds()
+            connection.validated = purpose == "validation"
             if not connection.proven:
                 self._prove(connection)
             self._checkin(connection, used=False)

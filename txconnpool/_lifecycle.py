@@ -58,6 +58,7 @@ class ConnectionMachine:
     # Provided by PoolMachine.
 
     _waiting: int
+    _dispatching: bool
 
     def _dispatch(self) -> None:
         raise NotImplementedError()
@@ -150,6 +151,7 @@ class ConnectionMachine:
         """
         connection.timer = None
         if connection.state is State.CONNECTING:
+            self._abandonAttempt(connection)
             self._connectFailed(
                 Failure(
                     error.TimeoutError(
@@ -158,7 +160,6 @@ class ConnectionMachine:
                     )
                 )
             )
-            self._retire(connection, "connect", abort=True)
             self._dispatch()
 
     def _connectionMade(self, connection: Connection, protocol: Any, transport: Any) -> None:
@@ -196,9 +197,21 @@ class ConnectionMachine:
 
     def _readyFailed(self, reason: Failure, connection: Connection) -> None:
         if connection.state is State.CONNECTING:
+            self._abandonAttempt(connection)
             self._connectFailed(reason)
-            self._retire(connection, "connect", abort=True)
             self._dispatch()
+
+    def _abandonAttempt(self, connection: Connection) -> None:
+        """
+        Give up a connection attempt (cancel it, or drop the connection still in its
+        handshake), holding dispatch off so that no replacement starts before the failure is
+        counted.
+        """
+        held, self._dispatching = self._dispatching, True
+        try:
+            self._retire(connection, "connect", abort=True)
+        finally:
+            self._dispatching = held
 
     def _markReady(self, connection: Connection) -> None:
         self._stopConnectTimer(connection)

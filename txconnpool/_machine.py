@@ -105,14 +105,12 @@ class PoolMachine(Housekeeping):
         """
         if method is not None and self._accepting:
             connection = self._accepting[-1]
-            if connection.expiresAt is None and not getattr(
-                connection.transport, "disconnecting", False
-            ):
+            if connection.expiresAt is None and not self._closingConnection(connection):
                 return connection
             return None
         if self._idle and not self._validating:
             connection = self._idle[-1]
-            if not getattr(connection.transport, "disconnecting", False):
+            if not self._closingConnection(connection):
                 self._idle.pop()
                 connection.state = State.BUSY
                 self._busy += 1
@@ -186,12 +184,12 @@ class PoolMachine(Housekeeping):
                 connection = self._accepting[-1]
                 if (
                     connection.expiresAt is not None and self._expired(connection)
-                ) or getattr(connection.transport, "disconnecting", False):
+                ) or self._closingConnection(connection):
                     self._stopAccepting(connection)
                     continue
             elif self._idle:
                 connection = self._idle[-1]
-                if getattr(connection.transport, "disconnecting", False):
+                if self._closingConnection(connection):
                     self._retire(connection, "lost")
                     continue
                 if validating and self._needsValidation(connection):
@@ -218,6 +216,17 @@ class PoolMachine(Housekeeping):
             return False
         return bool(self._idle) or (waiters[0].method is not None and bool(self._accepting))
 
+    def _closingConnection(self, connection: Connection) -> bool:
+        """
+        Whether a connection is being closed, by its transport or by its protocol.
+        """
+        return getattr(connection.transport, "disconnecting", False) or self.connectionClosing(
+            connection.protocol
+        )
+
+    def connectionClosing(self, protocol: Any) -> bool:
+        raise NotImplementedError()
+
     def _stopAccepting(self, connection: Connection) -> None:
         """
         Take a busy connection off the list of those that can take one more request.
@@ -234,6 +243,7 @@ class PoolMachine(Housekeeping):
         Send a request on a busy connection, or hand it the connection for itself.
         """
         request.connection = connection
+        connection.validated = False
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
@@ -297,7 +307,7 @@ class PoolMachine(Housekeeping):
         if onConnection:
             now = self._reactor.seconds()
             self._requestTimes.add(now - request.sentAt)
-            if connection.lost or getattr(connection.transport, "disconnecting", False):
+            if connection.lost or self._closingConnection(connection):
                 self._retire(connection, "lost", abort=True)
             elif failed and result.check(*self.brokenConnectionErrors):
                 self._retire(connection, "protocolError", abort=True)
@@ -366,6 +376,9 @@ class PoolMachine(Housekeeping):
         request.connection = None
         self._waiters.appendleft(request)
         self._waiting += 1
+        timeout = self._options.acquireTimeout
+        if timeout is not None:
+            request.timer = self._reactor.callLater(timeout, self._waitTimedOut, request)
 
     def _settle(self, request: Request, result: Any) -> None:
         """

@@ -334,6 +334,19 @@ class Pool(PoolMachine, Generic[_P]):
         """
         return self._reactor
 
+    def connectionClosing(self, protocol: _P) -> bool:
+        """
+        Tell whether a connection's protocol has closed, or started to close, its connection,
+        so that the pool stops handing it out at once. Transports report C{loseConnection} at
+        once (C{disconnecting}), but report C{abortConnection} only when C{connectionLost}
+        comes, a reactor turn later. Override this for a protocol that aborts its own
+        connection, as L{MemCachePool<txconnpool.memcache.MemCachePool>} does.
+
+        @param protocol: The protocol of a connection of this pool.
+        @return: C{False} by default.
+        """
+        return False
+
     def pingConnection(self, protocol: _P) -> Deferred[object]:
         """
         Check that a connection still answers; used by C{keepaliveInterval} and

@@ -70,6 +70,13 @@ class MemCachePool(Pool[MemCacheProtocol]):
         self.batchGets = batchGets
         Pool.__init__(self, *args, **kwargs)
 
+    def connectionClosing(self, protocol: MemCacheProtocol) -> bool:
+        """
+        @return: Whether the protocol dropped its connection (after a protocol error, a
+            timeout or a cancelled request).
+        """
+        return protocol.closed
+
     def pingConnection(self, protocol: MemCacheProtocol) -> Deferred[object]:
         """
         Ping a connection with memcached's C{version} command.

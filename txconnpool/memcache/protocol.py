@@ -139,6 +139,7 @@ class MemCacheProtocol(Protocol):
         self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
         self._clock = clock
         self._pending: deque[Request] = deque()
+        self._answerable = 0
         self._closed = False
         self._lostReason: Failure | None = None
         self._timeoutCall: IDelayedCall | None = None
@@ -154,6 +155,14 @@ class MemCacheProtocol(Protocol):
         self._batchGets = bool(batchGets)
         self._batch: GetBatch | None = None
         self._flushCall: IDelayedCall | None = None
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether the connection was lost, or dropped by this protocol: no request can be sent
+        on it any more.
+        """
+        return self._closed
 
     @property
     def persistentTimeOut(self) -> float | None:
@@ -193,6 +202,9 @@ class MemCacheProtocol(Protocol):
         if not pending:
             self._protocolError(f"unsolicited data {_v.show(data)} with no request pending")
             return
+        # Only the requests sent before these bytes arrived can be answered by them: a request
+        # sent by a callback while they are parsed must wait for later bytes.
+        self._answerable = len(pending)
         if self._valueLength >= 0:
             self._chunks.append(data)
             self._chunksLength += len(data)
@@ -244,7 +256,7 @@ class MemCacheProtocol(Protocol):
 
     def _lineReceived(self, line: bytes) -> None:
         pending = self._pending
-        if not pending:
+        if not pending or self._answerable <= 0:
             self._protocolError(f"unsolicited reply {_v.show(line)} with no request pending")
             return
         req = pending[0]
@@ -252,12 +264,12 @@ class MemCacheProtocol(Protocol):
         if replies is not None:
             result = replies.get(line)
             if result is not None:
-                pending.popleft()
+                self._answered()
                 req.deferred.callback(result)
                 return
         elif isinstance(req, GetRequest):
             if line == b"END":
-                pending.popleft()
+                self._answered()
                 req.deferred.callback(req.result())
                 return
             if line[:6] == b"VALUE ":
@@ -265,11 +277,11 @@ class MemCacheProtocol(Protocol):
                 return
         elif isinstance(req, IncrRequest):
             if line.isdigit():
-                pending.popleft()
+                self._answered()
                 req.deferred.callback(int(line))
                 return
             if line == b"NOT_FOUND":
-                pending.popleft()
+                self._answered()
                 req.deferred.callback(False)
                 return
         elif isinstance(req, StatsRequest):
@@ -279,14 +291,21 @@ class MemCacheProtocol(Protocol):
                     req.values[name] = value
                     return
             elif line in STATS_END:
-                pending.popleft()
+                self._answered()
                 req.deferred.callback(req.values)
                 return
         elif line[:8] == b"VERSION ":
-            pending.popleft()
+            self._answered()
             req.deferred.callback(line[8:])
             return
         self._errorReply(req, line)
+
+    def _answered(self) -> None:
+        """
+        Take the request just answered off the pending queue.
+        """
+        self._pending.popleft()
+        self._answerable -= 1
 
     def _valueHeader(self, req: GetRequest, line: bytes) -> None:
         fields = _v.parseValueHeader(line, req.withCas)
@@ -330,7 +349,7 @@ class MemCacheProtocol(Protocol):
         if exc is None:
             self._protocolError(f"unexpected reply {_v.show(line)} to {req.command}")
             return
-        self._pending.popleft()
+        self._answered()
         if req.hasData and not isinstance(exc, ServerError):
             lost = ConnectionLostError(
                 f"memcached connection dropped after {_v.show(line)} in reply to "
