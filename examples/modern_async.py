@@ -18,7 +18,8 @@ from txconnpool.memcache import MemCachePool
 async def main(reactor, endpoint="tcp:127.0.0.1:11211"):
     pool = MemCachePool(endpoint, maxClients=4)
     try:
-        # 100 requests at once share 4 connections; the rest wait their turn.
+        # 100 requests at once: MemCachePool sends up to 128 at a time on one connection
+        # (pipelining), and concurrent gets travel together as one multi-key get.
         await gatherResults([pool.set(f"user:{i}", b"%d" % (i * i)) for i in range(100)])
         values = await gatherResults([pool.get(f"user:{i}") for i in range(100)])
         print("user:9 =", values[9][1].decode())

@@ -88,7 +88,7 @@ async def test_proxyPassesRepliesThrough(proxy: FaultProxy) -> None:
     Through a fault proxy with no fault switched on, every command gives memcached's answer
     and the proxy sees exactly the pool's connections.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=3, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=3, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-pass", b"value") is True
         results = await outcomes([pool.get(b"faults-pass") for _ in range(30)])
@@ -160,7 +160,7 @@ async def test_latencyBelowRequestTimeout(proxy: FaultProxy) -> None:
     Replies slower than usual but within requestTimeout are received, and no connection is
     replaced.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=4, requestTimeout=1.0)
+    pool = MemCachePool(proxy.endpoint, maxClients=4, requestTimeout=1.0, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-slow", b"v") is True
         proxy.latency = 0.2
@@ -180,7 +180,7 @@ async def test_latencyAboveRequestTimeout(proxy: FaultProxy) -> None:
     A reply slower than requestTimeout fails the request with RequestTimeoutError and drops
     its connection; once the server is fast again a new connection serves requests.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=0.2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=0.2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-slower", b"v") is True
         proxy.latency = 0.5
@@ -229,7 +229,7 @@ async def test_resetInFlight(proxy: FaultProxy) -> None:
     on a new connection and succeeds; a non-idempotent one fails with ConnectionLostError and
     is not sent again.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-reset", b"10") is True
         proxy.resetOnRequest()
@@ -254,7 +254,7 @@ async def test_resetWhileIdle(proxy: FaultProxy) -> None:
     Idle connections that are reset are never handed out: the next requests run on new
     connections and succeed.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"faults-idle-reset", b"v"), pool.version()])
         assert warm[0] is True
@@ -276,7 +276,7 @@ async def test_staleIdleConnections(proxy: FaultProxy) -> None:
     retried once on a new connection and succeeds, a non-idempotent one fails with
     ConnectionLostError without reaching the server.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"faults-stale", b"5"), pool.version()])
         assert warm[0] is True
@@ -303,7 +303,11 @@ async def test_staleIdleConnectionsWithValidation(proxy: FaultProxy) -> None:
     new connection.
     """
     pool = MemCachePool(
-        proxy.endpoint, maxClients=2, requestTimeout=2, validateAfterIdle=0.05
+        proxy.endpoint,
+        maxClients=2,
+        requestTimeout=2,
+        validateAfterIdle=0.05,
+        maxRequestsPerClient=1,
     )
     try:
         warm = await outcomes([pool.set(b"faults-validated", b"5"), pool.version()])
@@ -328,7 +332,9 @@ async def test_validateAfterIdleZero(proxy: FaultProxy) -> None:
     With validateAfterIdle 0, every request given an idle connection is preceded by a ping,
     and then runs on that connection.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, validateAfterIdle=0)
+    pool = MemCachePool(
+        proxy.endpoint, maxClients=1, requestTimeout=2, validateAfterIdle=0, maxRequestsPerClient=1
+    )
     try:
         assert await outcomes([pool.set(b"faults-validate-zero", b"v")], deadline=3) == [True]
         sent = proxy.requests
@@ -344,7 +350,7 @@ async def test_partialReplyThenClose(proxy: FaultProxy) -> None:
     A connection closed after part of a reply fails the request with ConnectionLostError,
     even an idempotent one, which is not sent again since the server answered it.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-partial", b"0123456789") is True
         sent = proxy.requests
@@ -366,7 +372,7 @@ async def test_partialReplyThenSilence(proxy: FaultProxy) -> None:
     A server that sends part of a reply and then nothing fails the request with
     RequestTimeoutError after requestTimeout and its connection is closed.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=0.3)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=0.3, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-silent", b"0123456789") is True
         proxy.silenceAfter(15)
@@ -405,7 +411,7 @@ async def test_garbageOrWrongTypeReply(proxy: FaultProxy, method: str, reply: by
     ProtocolError and drops its connection; requests on other connections and later ones
     succeed.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, requestTimeout=2, maxRequestsPerClient=1)
     calls: dict[str, Any] = {
         "get": lambda: pool.get(b"faults-wrong"),
         "set": lambda: pool.set(b"faults-wrong", b"7"),
@@ -439,7 +445,7 @@ async def test_unsolicitedBytesOnIdleConnection(proxy: FaultProxy) -> None:
     Bytes the server sends to an idle connection, unasked, drop that connection; it is
     never handed out again.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-unsolicited", b"v") is True
         proxy.inject(b"STORED\r\n")
@@ -457,9 +463,7 @@ async def test_garbageWithPipelinedRequests(proxy: FaultProxy) -> None:
     With maxRequestsPerClient above 1, garbage on a connection fails every request in flight
     on it with ProtocolError (none is sent again), and later requests succeed.
     """
-    pool = MemCachePool(
-        proxy.endpoint, maxClients=1, maxRequestsPerClient=10, requestTimeout=2
-    )
+    pool = MemCachePool(proxy.endpoint, maxClients=1, maxRequestsPerClient=10, requestTimeout=2)
     try:
         assert await pool.set(b"faults-pipelined", b"v") is True
         proxy.replyWith(b"GARBAGE\r\n")
@@ -484,7 +488,7 @@ async def test_extraReplyAfterACompleteOne(proxy: FaultProxy) -> None:
     A reply followed by an extra one gives the request its result and drops the
     connection, so the extra reply never answers a later request.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-extra", b"v") is True
         proxy.replyWith(b"STORED\r\nSTORED\r\n")
@@ -503,7 +507,7 @@ async def test_extraReplyNeverAnswersAQueuedRequest(proxy: FaultProxy) -> None:
     An extra reply that arrives together with a request's reply is never taken as the reply
     of the request queued behind it, which the pool sends on the same connection.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-extra-counter", b"1") is True
         proxy.replyWith(b"STORED\r\n42\r\n")
@@ -530,7 +534,7 @@ async def test_errorToStorageCommandKeepsLaterRequests(
     drops its connection; a request queued behind it is sent on a new connection and
     succeeds.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     try:
         assert await pool.set(b"faults-client-error", b"1") is True
         proxy.replyWith(reply)
@@ -550,8 +554,11 @@ ERROR_REPLIES = [
     ("set", b"SERVER_ERROR out of memory storing object\r\n", "ServerError"),
     ("get", b"SERVER_ERROR temporary failure\r\n", "ServerError"),
     ("get", b"ERROR\r\n", "UnknownCommandError"),
-    ("increment", b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
-     "ClientError"),
+    (
+        "increment",
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n",
+        "ClientError",
+    ),
 ]
 
 
@@ -565,7 +572,7 @@ async def test_errorReplyKeepsTheConnection(
     CLIENT_ERROR to a command without a data block) fails the request with its typed
     error and keeps the connection in the pool.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, requestTimeout=2, maxRequestsPerClient=1)
     calls: dict[str, Any] = {
         "get": lambda: pool.get(b"faults-error-reply"),
         "set": lambda: pool.set(b"faults-error-reply", b"w"),
@@ -593,7 +600,12 @@ async def test_newConnectionsDropped(proxy: FaultProxy) -> None:
     """
     policy = ObservedBackoff(lambda attempt: 0.1)
     pool = MemCachePool(
-        proxy.endpoint, maxClients=2, requestTimeout=2, failFastAfter=2, retryPolicy=policy
+        proxy.endpoint,
+        maxClients=2,
+        requestTimeout=2,
+        failFastAfter=2,
+        retryPolicy=policy,
+        maxRequestsPerClient=1,
     )
     try:
         proxy.dropNew = True

@@ -59,7 +59,7 @@ async def test_acquireTimeout(proxy: FaultProxy) -> None:
     the address and the pool's counts, and the connection freed later goes to the next
     waiter, not to it.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1, acquireTimeout=0.2)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, acquireTimeout=0.2, maxRequestsPerClient=1)
     try:
         held = await pool.acquire()
         started = reactor.seconds()
@@ -86,7 +86,7 @@ async def test_maxWaiters(proxy: FaultProxy) -> None:
     Past maxWaiters queued requests, a new request fails at once with PoolFullError; the
     queued ones are served once connections are free.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2, maxWaiters=3)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, maxWaiters=3, maxRequestsPerClient=1)
     try:
         held = [await pool.acquire(), await pool.acquire()]
         queued = [pool.get(b"full-%d" % (i,)) for i in range(3)]
@@ -112,7 +112,7 @@ async def test_cancelWhileQueued(proxy: FaultProxy) -> None:
     Cancelling a queued request fails it with CancelledError and removes it from the queue;
     the busy connection goes back to the pool and no connection is opened for it.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=1)
+    pool = MemCachePool(proxy.endpoint, maxClients=1, maxRequestsPerClient=1)
     try:
         held = await pool.acquire()
         queued = [pool.get(b"cancel-queued") for _ in range(10)]
@@ -138,7 +138,7 @@ async def test_cancelInFlight(proxy: FaultProxy) -> None:
     Cancelling requests in flight fails them with CancelledError and closes their
     connections, whose replies can no longer be trusted; nothing is left open.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=4)
+    pool = MemCachePool(proxy.endpoint, maxClients=4, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"cancel-flight", b"v") for _ in range(4)])
         assert warm == [True] * 4
@@ -168,7 +168,9 @@ async def test_cancelWhileConnecting(fullListener: FullListener) -> None:
     Cancelling a request that waits for a connection attempt cancels the attempt too: its
     socket is closed and nothing is left connecting.
     """
-    pool = MemCachePool(fullListener.endpoint, maxClients=2, connectTimeout=None)
+    pool = MemCachePool(
+        fullListener.endpoint, maxClients=2, connectTimeout=None, maxRequestsPerClient=1
+    )
     base = fullListener.halfOpen()
     try:
         pending = [pool.get(b"cancel-connecting") for _ in range(2)]
@@ -192,7 +194,11 @@ async def test_acquireTimeoutWhileConnecting(fullListener: FullListener) -> None
     PoolTimeoutError after acquireTimeout, and the attempt is cancelled.
     """
     pool = MemCachePool(
-        fullListener.endpoint, maxClients=1, connectTimeout=None, acquireTimeout=0.2
+        fullListener.endpoint,
+        maxClients=1,
+        connectTimeout=None,
+        acquireTimeout=0.2,
+        maxRequestsPerClient=1,
     )
     base = fullListener.halfOpen()
     try:
@@ -222,6 +228,7 @@ async def test_connectHangsUntilConnectTimeout(fullListener: FullListener) -> No
         connectTimeout=0.2,
         failFastAfter=2,
         retryPolicy=policy,
+        maxRequestsPerClient=1,
     )
     base = fullListener.halfOpen()
     try:
@@ -247,7 +254,11 @@ async def test_connectTimeoutFailureSeesConsistentStats(fullListener: FullListen
     their callbacks already see the abandoned attempt gone from poolStats().
     """
     pool = MemCachePool(
-        fullListener.endpoint, maxClients=1, connectTimeout=0.1, failFastAfter=1
+        fullListener.endpoint,
+        maxClients=1,
+        connectTimeout=0.1,
+        failFastAfter=1,
+        maxRequestsPerClient=1,
     )
     try:
         seen: list[int] = []
@@ -265,7 +276,7 @@ async def test_closeWithWorkPending(proxy: FaultProxy) -> None:
     close() fails queued requests and new ones with PoolClosedError, lets requests in
     flight finish, and fires once every connection is closed.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"close-pending", b"v"), pool.version()])
         assert warm[0] is True
@@ -297,7 +308,7 @@ async def test_closeWithTimeoutDropsRequestsInFlight(proxy: FaultProxy) -> None:
     close(timeout) drops the connections still busy after the timeout: their requests fail
     with ConnectionLostError (none is retried) and the close completes.
     """
-    pool = MemCachePool(proxy.endpoint, maxClients=2)
+    pool = MemCachePool(proxy.endpoint, maxClients=2, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"close-timeout", b"v"), pool.version()])
         assert warm[0] is True
@@ -325,7 +336,9 @@ async def test_closeWhileConnecting(fullListener: FullListener) -> None:
     close() while a connection attempt hangs fails the waiting request with
     PoolClosedError, cancels the attempt and fires at once.
     """
-    pool = MemCachePool(fullListener.endpoint, maxClients=1, connectTimeout=None)
+    pool = MemCachePool(
+        fullListener.endpoint, maxClients=1, connectTimeout=None, maxRequestsPerClient=1
+    )
     base = fullListener.halfOpen()
     waiting = pool.get(b"close-connecting")
     await turnsUntil(lambda: fullListener.halfOpen() == base + 1)
@@ -336,7 +349,6 @@ async def test_closeWhileConnecting(fullListener: FullListener) -> None:
     stats = pool.poolStats()
     assert (stats.busy, stats.idle, stats.connecting, stats.waiting) == (0, 0, 0, 0)
     await turnsUntil(lambda: fullListener.halfOpen() == base)
-
 
 
 @pytest_twisted.ensureDeferred
@@ -351,6 +363,7 @@ async def test_retriedRequestStillHonoursAcquireTimeout(proxy: FaultProxy) -> No
         acquireTimeout=0.3,
         failFastAfter=10,
         retryPolicy=lambda attempt: 5.0,
+        maxRequestsPerClient=1,
     )
     try:
         assert await pool.set(b"retry-bounded", b"v") is True

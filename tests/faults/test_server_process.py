@@ -40,7 +40,9 @@ async def test_serverDownAtStart(tmp_path: Path) -> None:
     """
     server = MemcachedProcess(tmp_path / "memcached.log")
     policy = ObservedBackoff(lambda attempt: 0.1)
-    pool = MemCachePool(server.endpoint, maxClients=2, failFastAfter=3, retryPolicy=policy)
+    pool = MemCachePool(
+        server.endpoint, maxClients=2, failFastAfter=3, retryPolicy=policy, maxRequestsPerClient=1
+    )
     try:
         started = reactor.seconds()
         waiting = [pool.get(b"down-at-start") for _ in range(5)]
@@ -104,6 +106,7 @@ async def test_serverKilledWith200RequestsPending(freshMemcached: MemcachedProce
         maxClients=4,
         failFastAfter=3,
         retryPolicy=backoffPolicy(initialDelay=0.05, maxDelay=0.2),
+        maxRequestsPerClient=1,
     )
     try:
         warm = await outcomes([pool.set(b"mid-request-counter", b"0") for _ in range(4)])
@@ -179,7 +182,7 @@ async def test_serverKilledWith200PipelinedRequests(freshMemcached: MemcachedPro
     Killing memcached with 200 requests pipelined on one checked-out connection fails each
     with the reason the connection was lost, and the pool forgets the connection.
     """
-    pool = MemCachePool(freshMemcached.endpoint, maxClients=2)
+    pool = MemCachePool(freshMemcached.endpoint, maxClients=2, maxRequestsPerClient=1)
     try:
         async with pool.connection() as protocol:
             assert await protocol.set(b"pipelined", b"v") is True
@@ -205,7 +208,11 @@ async def test_restartOnTheSamePort(freshMemcached: MemcachedProcess) -> None:
     maxDelay = 0.5
     policy = ObservedBackoff(backoffPolicy(initialDelay=0.05, maxDelay=maxDelay))
     pool = MemCachePool(
-        freshMemcached.endpoint, maxClients=4, failFastAfter=100, retryPolicy=policy
+        freshMemcached.endpoint,
+        maxClients=4,
+        failFastAfter=100,
+        retryPolicy=policy,
+        maxRequestsPerClient=1,
     )
     try:
         assert await pool.set(b"restart", b"before") is True
@@ -232,7 +239,7 @@ async def test_restartLeavesStaleIdleConnections(freshMemcached: MemcachedProces
     connection is retried once on a new one and succeeds; an increment fails with
     ConnectionLostError and never reaches the new server.
     """
-    pool = MemCachePool(freshMemcached.endpoint, maxClients=2)
+    pool = MemCachePool(freshMemcached.endpoint, maxClients=2, maxRequestsPerClient=1)
     try:
         warm = await outcomes([pool.set(b"stale", b"1"), pool.set(b"stale-counter", b"1")])
         assert warm == [True, True]
@@ -259,7 +266,9 @@ async def test_hungServerThenResumed(freshMemcached: MemcachedProcess) -> None:
     and their connections are closed; once it resumes (SIGCONT) requests succeed on new
     connections.
     """
-    pool = MemCachePool(freshMemcached.endpoint, maxClients=2, requestTimeout=0.3)
+    pool = MemCachePool(
+        freshMemcached.endpoint, maxClients=2, requestTimeout=0.3, maxRequestsPerClient=1
+    )
     try:
         assert await pool.set(b"hung", b"v") is True
         await pause(freshMemcached)

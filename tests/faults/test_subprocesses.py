@@ -19,7 +19,9 @@ from twisted.internet.defer import gatherResults
 from txconnpool.memcache import MemCachePool
 
 memcachedEndpoint, hangingEndpoint = sys.argv[1:3]
-pool = MemCachePool(memcachedEndpoint, maxClients=2, shutdownTimeout=0.5)
+pool = MemCachePool(
+    memcachedEndpoint, maxClients=2, shutdownTimeout=0.5, maxRequestsPerClient=1
+)
 connecting = MemCachePool(hangingEndpoint, maxClients=1, connectTimeout=None)
 outcomes = {}
 stopped = []
@@ -113,7 +115,9 @@ def describe(box):
 
 async def main():
     policy = ObservedBackoff(lambda attempt: 0.1)
-    pool = MemCachePool(sys.argv[1], maxClients=2, failFastAfter=2, retryPolicy=policy)
+    pool = MemCachePool(
+        sys.argv[1], maxClients=2, failFastAfter=2, retryPolicy=policy, maxRequestsPerClient=1
+    )
     print("EXHAUSTED", exhaust(), flush=True)
     print("WAITING", describe(await outcome(pool.get(b"emfile"), 10)), flush=True)
     print("ATTEMPTS", len(policy.delays), flush=True)

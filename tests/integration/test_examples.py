@@ -49,7 +49,7 @@ def test_modernAsyncExample(memcachedUnix: MemcachedProcess) -> None:
     out = runExample("modern_async.py", memcachedUnix.endpoint)
     assert "user:9 = 81" in out
     assert "visits = 3" in out
-    assert "PoolStats(busy=0, idle=4, connecting=0, waiting=0, maxClients=4" in out
+    assert "PoolStats(busy=0, idle=1, connecting=0, waiting=0, maxClients=4" in out
 
 
 def test_demo(memcached: MemcachedProcess) -> None:

@@ -95,7 +95,13 @@ async def test_validationHidesConnectionsClosedByTheServer(
     closes, and non-idempotent ones spaced across the server's idle timeout, all succeed.
     """
     server = idleKickingMemcached
-    pool = CountingPool(server.endpoint, maxClients=3, validateAfterIdle=0.5, idleTimeout=None)
+    pool = CountingPool(
+        server.endpoint,
+        maxClients=3,
+        validateAfterIdle=0.5,
+        idleTimeout=None,
+        maxRequestsPerClient=1,
+    )
     try:
         assert await defer.gatherResults([pool.set(f"k{i}", b"v") for i in range(3)]) == [
             True

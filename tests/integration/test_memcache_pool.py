@@ -213,7 +213,7 @@ async def test_closeWaitsForInFlightAndClosesSockets(memcached: MemcachedProcess
     close() lets requests in flight finish, fails queued ones, and fires when every socket to
     memcached is closed.
     """
-    pool = MemCachePool(memcached.endpoint, maxClients=1)
+    pool = MemCachePool(memcached.endpoint, maxClients=1, maxRequestsPerClient=1)
     assert await pool.set(b"close-k", b"v") is True
     inFlight = pool.get(b"close-k")
     queued = pool.get(b"close-k")

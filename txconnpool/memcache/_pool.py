@@ -58,7 +58,7 @@ class MemCachePool(Pool[MemCacheProtocol]):
     idempotentMethods = frozenset(
         {"get", "getMultiple", "delete", "touch", "version", "stats"}
     )
-    defaultMaxRequestsPerClient = 1
+    defaultMaxRequestsPerClient = 128
 
     def __init__(self, *args: Any, batchGets: bool = True, **kwargs: Any) -> None:
         """
