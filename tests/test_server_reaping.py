@@ -6,36 +6,9 @@ from __future__ import annotations
 
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from zope.interface import implementer
 
-from tests.server_support import RecordingFactory, RecordingProtocol, connect
-from txconnpool.server import IConnectionProbe, LimitConnectionsFactory
-
-
-@implementer(IConnectionProbe)
-class ProbedProtocol(RecordingProtocol):
-    """
-    A served protocol that answers the limiter's probe itself: idle unless C{busy}, with the
-    keep-alive it is told.
-    """
-
-    busy = False
-    keepAlive: float | None = None
-
-    def bytesReceived(self) -> None:
-        pass
-
-    def bytesSent(self) -> None:
-        pass
-
-    def isIdle(self) -> bool:
-        return not self.busy
-
-    def isReceivingRequest(self) -> bool:
-        return False
-
-    def keepAliveTimeout(self) -> float | None:
-        return self.keepAlive
+from tests.server_support import ProbedProtocol, RecordingFactory, connect
+from txconnpool.server import LimitConnectionsFactory
 
 
 def makeLimiter(

@@ -19,23 +19,19 @@ from hypothesis.stateful import (
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
-from zope.interface import implementer
 
-from tests.server_support import Client, RecordingFactory, RecordingProtocol, v4, v6
-from txconnpool.server import IConnectionProbe, LimitConnectionsFactory
+from tests.server_support import Client, ProbedProtocol, RecordingFactory, v4, v6
+from txconnpool.server import LimitConnectionsFactory
 from txconnpool.server._protocol import State
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "2001:db8::1"]
 
 
-@implementer(IConnectionProbe)
-class Served(RecordingProtocol):
+class Served(ProbedProtocol):
     """
     A served protocol that records how often it lost its connection and says whether it is
     busy.
     """
-
-    busy = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,21 +39,6 @@ class Served(RecordingProtocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.losses += 1
-
-    def bytesReceived(self) -> None:
-        pass
-
-    def bytesSent(self) -> None:
-        pass
-
-    def isIdle(self) -> bool:
-        return not self.busy
-
-    def isReceivingRequest(self) -> bool:
-        return False
-
-    def keepAliveTimeout(self) -> float | None:
-        return None
 
 
 class ServedFactory(Factory[Served]):

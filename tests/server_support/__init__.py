@@ -13,8 +13,9 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from txconnpool.server import LimitConnectionsFactory, LimitedProtocol
+from txconnpool.server import IConnectionProbe, LimitConnectionsFactory, LimitedProtocol
 
 
 class FakeTransport(StringTransport):
@@ -87,6 +88,32 @@ class RecordingProtocol(Protocol):
     @property
     def data(self) -> bytes:
         return b"".join(self.received)
+
+
+@implementer(IConnectionProbe)
+class ProbedProtocol(RecordingProtocol):
+    """
+    A served protocol that answers the limiter's probe itself: idle unless C{busy}, with the
+    keep-alive it is told.
+    """
+
+    busy = False
+    keepAlive: float | None = None
+
+    def bytesReceived(self) -> None:
+        pass
+
+    def bytesSent(self) -> None:
+        pass
+
+    def isIdle(self) -> bool:
+        return not self.busy
+
+    def isReceivingRequest(self) -> bool:
+        return False
+
+    def keepAliveTimeout(self) -> float | None:
+        return self.keepAlive
 
 
 class RecordingFactory(Factory[RecordingProtocol]):
