@@ -1,9 +1,10 @@
 """
 A pool of client connections for any Twisted protocol.
 
-A L{Pool} opens up to C{maxClients} connections to one server, hands each request to an idle
-connection, queues requests (first in, first out) when every connection is busy, and replaces
-connections that fail. Every L{Deferred} it returns fires exactly once.
+A L{Pool} opens up to C{maxClients} connections to one server, hands each request to a
+connection with room for it (an idle one, or with pipelining a busy one carrying fewer than
+C{maxRequestsPerClient} requests), queues requests (first in, first out) when every connection
+is full, and replaces connections that fail. Every L{Deferred} it returns fires exactly once.
 """
 
 from __future__ import annotations
