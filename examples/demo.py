@@ -31,6 +31,21 @@ from txconnpool.memcache import MemCachePool
 from txconnpool.memcache.testing import MemcachedProcess
 
 
+def describe(value: Any) -> str:
+    """
+    Show one of the pool's statistics: a count, discards by reason, or a timing summary.
+    """
+    if not isinstance(value, dict):
+        return str(value)
+    if "p99" in value:
+        return (
+            f"p50 {value['p50'] * 1000:.2f} ms, p99 {value['p99'] * 1000:.2f} ms, "
+            f"max {value['max'] * 1000:.2f} ms (latest {value['count']} requests)"
+        )
+    counted = [f"{reason} {count}" for reason, count in value.items() if count]
+    return ", ".join(counted) or "none"
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -79,8 +94,9 @@ async def main(reactor: Any, args: argparse.Namespace) -> None:
         )
         print(f"HTTP statuses: {statuses}; cache hits {hits}, misses {len(latencies) - hits}")
         print("pool statistics (from /stats):")
+        width = max(len(name) for name in stats["pool"])
         for name, value in stats["pool"].items():
-            print(f"  {name:>15}: {value}")
+            print(f"  {name:>{width}}: {describe(value)}")
         if statuses != {200: args.requests} or stats["pool"]["failedRequests"]:
             raise SystemExit("the demonstration saw failures")
     finally:
