@@ -482,3 +482,24 @@ def test_lostPingIsNotAFailedConnectionAttempt() -> None:
     stats = h.pool.poolStats()
     assert stats.connectsFailed == 0
     assert len(h.endpoint.pending()) == 1
+
+
+def test_idleTimeoutNotDelayedByALaterLeakDeadline() -> None:
+    """
+    A connection checked in while the housekeeping timer waits for a later leak deadline is
+    still closed at its own idle deadline.
+    """
+    h = makePool(maxClients=2, idleTimeout=10.0, leakDetectionThreshold=100.0)
+    held = h.pool.acquire()
+    checkedOut = h.connect()
+    assert resultOf(held) is checkedOut
+    h.clock.advance(10)
+    d = h.pool.performRequest("ask", 1)
+    served = h.connect()
+    served.answer()
+    resultOf(d)
+    h.clock.advance(9.9)
+    assert not h.attemptFor(served).transport.disconnecting
+    h.clock.advance(0.1)
+    assert h.attemptFor(served).transport.disconnecting
+    h.pool.release(checkedOut)

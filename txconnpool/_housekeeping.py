@@ -48,6 +48,8 @@ class Housekeeping(ConnectionMachine):
             or options.maxLifetime is not None
         )
         self._min = min(options.minClients, maxClients)
+        intervals = [t for t in (options.idleTimeout, options.keepaliveInterval) if t is not None]
+        self._idleInterval = min(intervals, default=0.0)
 
     def pingConnection(self, protocol: Any) -> Deferred[object]:
         raise NotImplementedError()

@@ -72,6 +72,9 @@ class ConnectionMachine:
     # Provided by Housekeeping.
 
     _timed: bool
+    _sweepTimer: Any
+    _sweepAt: float
+    _idleInterval: float
 
     def _connectionReady(self, connection: Connection) -> None:
         raise NotImplementedError()
@@ -253,7 +256,12 @@ class ConnectionMachine:
         self._busy -= 1
         connection.state = State.IDLE
         self._idle.append(connection)
-        if self._timed:
+        # Skip the deadline arithmetic when the pending sweep comes first anyway.
+        if self._timed and (
+            self._sweepTimer is None
+            or connection.expiresAt is not None
+            or self._sweepAt > now + self._idleInterval
+        ):
             self._connectionIdle(connection, now)
 
     def _retire(self, connection: Connection, reason: str, abort: bool = False) -> None:

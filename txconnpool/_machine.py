@@ -25,7 +25,9 @@ from .errors import (
     PoolTimeoutError,
     RequestTimeoutError,
 )
-from .stats import TimingWindow
+from .stats import WINDOW, TimingWindow
+
+WINDOW_MASK = WINDOW - 1
 
 
 class PoolMachine(Housekeeping):
@@ -247,7 +249,9 @@ class PoolMachine(Housekeeping):
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
-        self._waitTimes.add(now - request.queuedAt)
+        waits = self._waitTimes
+        waits.samples[waits.count & WINDOW_MASK] = now - request.queuedAt
+        waits.count += 1
         if request.method is None:
             connection.holder = request
             self._checkedOutNow(connection, request)
@@ -306,7 +310,9 @@ class PoolMachine(Housekeeping):
             onConnection = self._takeOff(connection, request)
         if onConnection:
             now = self._reactor.seconds()
-            self._requestTimes.add(now - request.sentAt)
+            times = self._requestTimes
+            times.samples[times.count & WINDOW_MASK] = now - request.sentAt
+            times.count += 1
             if connection.lost or self._closingConnection(connection):
                 self._retire(connection, "lost", abort=True)
             elif failed and result.check(*self.brokenConnectionErrors):

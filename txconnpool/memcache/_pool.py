@@ -75,7 +75,7 @@ class MemCachePool(Pool[MemCacheProtocol]):
         @return: Whether the protocol dropped its connection (after a protocol error, a
             timeout or a cancelled request).
         """
-        return protocol.closed
+        return protocol._closed
 
     def pingConnection(self, protocol: MemCacheProtocol) -> Deferred[object]:
         """
