@@ -367,7 +367,7 @@ def test_timingsAndCountsInPoolStats() -> None:
     assert stats.discarded == DiscardCounts(timeout=1)
 
 
-def test_factoryPingWithMemCacheVersion() -> None:
+def test_protocolPingMethodSatisfiesTheCheck() -> None:
     """
     A PooledClientFactory-based pool with a ping method passes the construction check.
     """
