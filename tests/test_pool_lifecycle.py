@@ -503,3 +503,24 @@ def test_idleTimeoutNotDelayedByALaterLeakDeadline() -> None:
     h.clock.advance(0.1)
     assert h.attemptFor(served).transport.disconnecting
     h.pool.release(checkedOut)
+
+
+def test_timingSummariesCoverTheLatestRequests() -> None:
+    """
+    The wait and request time summaries cover the latest 1024 requests once more have run.
+    """
+    h = makePool(maxClients=1)
+    first = h.pool.performRequest("ask", 0)
+    proto = h.connect()
+    h.clock.advance(50)
+    proto.answer()
+    resultOf(first)
+    for i in range(1500):
+        d = h.pool.performRequest("ask", i)
+        h.clock.advance(0.5 if i < 600 else 1.0)
+        proto.answer()
+        resultOf(d)
+    stats = h.pool.poolStats()
+    assert stats.requestTime.count == 1024
+    assert (stats.requestTime.p50, stats.requestTime.p99, stats.requestTime.max) == (1.0, 1.0, 1.0)
+    assert stats.waitTime.count == 1024

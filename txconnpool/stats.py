@@ -114,8 +114,9 @@ class TimingWindow:
     """
     The latest L{WINDOW} timings of one kind, kept in a ring.
 
-    @ivar count: How many timings were ever recorded; the next goes at
-        C{samples[count % WINDOW]}.
+    @ivar count: How many timings were ever recorded. The pool records one, on its hot path,
+        by writing it at C{samples[count & (WINDOW - 1)]} and adding 1 to C{count}, which
+        forgets the oldest once the window is full.
     """
 
     __slots__ = ("count", "samples")
@@ -123,13 +124,6 @@ class TimingWindow:
     def __init__(self) -> None:
         self.samples = [0.0] * WINDOW
         self.count = 0
-
-    def add(self, seconds: float) -> None:
-        """
-        Record one timing, forgetting the oldest when the window is full.
-        """
-        self.samples[self.count & (WINDOW - 1)] = seconds
-        self.count += 1
 
     def summary(self) -> LatencySummary:
         """
