@@ -43,6 +43,9 @@ setup(
             "prometheus_client>=0.17",
             "matplotlib>=3.7",
             "tqdm>=4.60",
+            "pylibmc>=1.6",
+            "pymemcache>=4.0",
+            "txredisapi>=1.4.10",
         ],
         "prometheus": ["prometheus_client>=0.17"],
         "bench": [

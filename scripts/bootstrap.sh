@@ -1,6 +1,7 @@
 #!/bin/sh
-# Prepare this checkout: the memcached server (from apt-get when missing), a virtual
-# environment in .venv, and the package with its development dependencies installed into it.
+# Prepare this checkout: the servers the tests and benchmarks run (memcached, nutcracker,
+# redis-server and wrk, from apt-get when missing), a virtual environment in .venv, and the
+# package with its development dependencies installed into it.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -17,8 +18,15 @@ aptInstall() {
     DEBIAN_FRONTEND=noninteractive asRoot apt-get install -y -q "$@"
 }
 
-if ! command -v memcached >/dev/null 2>&1; then
-    aptInstall memcached
+missing=
+for pair in memcached:memcached nutcracker:nutcracker redis-server:redis-server wrk:wrk; do
+    if ! command -v "${pair%%:*}" >/dev/null 2>&1; then
+        missing="$missing ${pair#*:}"
+    fi
+done
+if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086
+    aptInstall $missing
 fi
 
 PYTHON=${PYTHON:-python3}
