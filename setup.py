@@ -26,6 +26,7 @@ setup(
     install_requires=[
         "Twisted>=23.10.0",
         "attrs>=22.2.0",
+        "typing_extensions>=4.6",
         "zope.interface>=5.0",
     ],
     extras_require={

@@ -8,6 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+FALLBACK_DELAY = 10.0
+"""
+Seconds before the next connection attempt when the retry policy fails.
+"""
+
 
 class Circuit:
     """
@@ -38,18 +43,37 @@ class Circuit:
         self.failures = 0
         self.lastError: BaseException | None = None
 
-    def failed(self, reason: BaseException | None) -> float:
+    def failed(self, reason: BaseException | None) -> tuple[float, Exception | None]:
         """
         Record a failed connection and start the delay before the next attempt.
 
-        @return: The delay, in seconds.
+        @return: The delay, in seconds, and L{None}; or, when the retry policy raised or
+            gave something other than a number of seconds, the fallback delay used instead
+            and an exception that says what went wrong.
         """
         self.failures += 1
         self.lastError = reason
-        delay = self._policy(self.failures - 1)
+        retry = self.failures - 1
+        problem: Exception | None = None
+        try:
+            delay = self._policy(retry)
+        except Exception as e:
+            problem = TypeError(f"retryPolicy({retry}) raised {type(e).__name__}: {e}")
+            problem.__cause__ = e
+        else:
+            if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+                problem = TypeError(
+                    f"retryPolicy({retry}) returned {delay!r}, not a number of seconds"
+                )
+            elif not delay >= 0:
+                problem = ValueError(
+                    f"retryPolicy({retry}) returned {delay!r}, not 0 seconds or more"
+                )
+        if problem is not None:
+            delay = FALLBACK_DELAY
         self.stop()
         self._timer = self._reactor.callLater(delay, self._retry)
-        return delay
+        return float(delay), problem
 
     def succeeded(self) -> bool:
         """

@@ -10,30 +10,31 @@ is full, and replaces connections that fail. Every L{Deferred} it returns fires 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
-from twisted.internet.interfaces import IReactorCore
-from twisted.internet.protocol import Factory
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
+from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
+from typing_extensions import TypeVar
 
 from ._address import endpointFor
-from ._connection import Request, State
-from ._machine import PoolMachine
+from ._core import Hooks, PoolCore
+from ._driver import ConnectionDriver
 from ._options import PoolOptions
 from .backoff import backoffPolicy
 from .errors import (
     ConnectionLostError,
     NoSuchCommand,
-    PoolClosedError,
     ProtocolError,
 )
+from .factory import PooledClientFactory
+from .interfaces import ICancellableRequests
 from .stats import DiscardCounts, PoolStats
 
 __all__ = ["BROKEN_CONNECTION_ERRORS", "NoSuchCommand", "Pool", "PooledClientFactory"]
 
-_P = TypeVar("_P")
+_P = TypeVar("_P", default=Any)
 
 BROKEN_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     error.ConnectionClosed,
@@ -48,46 +49,7 @@ or a C{connection()} block left with one, discards the connection instead of reu
 """
 
 
-class PooledClientFactory(Factory):
-    """
-    Builds the protocol of each pooled connection; subclass it and set C{protocol}.
-
-    The pool makes one factory per connection, calling the class with no arguments, and then
-    sets C{connectionPool}. A connection is handed out once it is ready, which is one of:
-
-      - the protocol fires C{self.factory.deferred} with itself (usually in C{connectionMade},
-        which is the txconnpool 0.1.1 contract; calling
-        C{self.factory.connectionPool.clientFree(self)} there is accepted too);
-      - otherwise, when C{connectionMade} has run and L{prepareConnection} returned L{None}
-        (the default), or once the L{Deferred} it returned has fired.
-
-    @ivar connectionPool: The L{Pool} this factory's connection belongs to.
-    @ivar deferred: The readiness L{Deferred} of this factory's connection.
-    """
-
-    noisy = False
-    connectionPool: Pool[Any] | None = None
-    deferred: Deferred[Any] | None = None
-
-    def __init__(self) -> None:
-        self.deferred = Deferred()
-
-    def prepareConnection(self, protocol: Any) -> Deferred[object] | None:
-        """
-        Make a newly connected protocol ready for requests: the hook for protocols that must
-        complete a handshake, select a database or authenticate first.
-
-        Called once the protocol's C{connectionMade} has run, unless the protocol already
-        signalled readiness through C{self.deferred}.
-
-        @param protocol: The connected protocol.
-        @return: L{None} when the protocol is ready at once, or a L{Deferred} that fires when it
-            is ready; if that L{Deferred} fails, the connection is closed and counts as a failed
-            connection attempt.
-        """
-        return None
-
-class Pool(PoolMachine, Generic[_P]):
+class Pool(Generic[_P]):
     """
     A pool of connections to one server.
 
@@ -103,12 +65,18 @@ class Pool(PoolMachine, Generic[_P]):
     @cvar idempotentMethods: Names of the protocol methods that are safe to send twice. A
         request for one of them that fails because its connection had been closed before any
         reply arrived (a stale idle connection) is sent once more on another connection.
+    @cvar multiplexed: Whether the protocol tags each reply with its request's id, so that
+        replies may arrive in any order and a request cancelled or timed out in flight
+        leaves its connection usable (its late reply is matched to nothing and dropped by
+        the protocol). C{False} by default: a request abandoned in flight discards its
+        connection.
     """
 
     clientFactory: type[PooledClientFactory] = PooledClientFactory
     brokenConnectionErrors: tuple[type[BaseException], ...] = BROKEN_CONNECTION_ERRORS
     idempotentMethods: frozenset[str] = frozenset()
     defaultMaxRequestsPerClient: int = 1
+    multiplexed: bool = False
 
     _log = Logger()
 
@@ -192,6 +160,15 @@ class Pool(PoolMachine, Generic[_P]):
         @raise TypeError: An argument has the wrong type.
         @raise ValueError: An argument has an impossible value.
         """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        if not IReactorTime.providedBy(reactor):
+            raise TypeError(
+                f"reactor must provide IReactorTime (callLater and seconds) for the pool's "
+                f"timeouts, not {reactor!r}"
+            )
         _checkMaxClients(maxClients)
         options = PoolOptions(
             connectTimeout=connectTimeout,
@@ -228,19 +205,44 @@ class Pool(PoolMachine, Generic[_P]):
                 f"override {type(self).__name__}.pingConnection, or give the protocol a "
                 "ping() method"
             )
-        if reactor is None:
-            from twisted.internet import reactor as globalReactor
-
-            reactor = globalReactor
         endpoint, address = endpointFor(reactor, serverAddress)
-        PoolMachine.__init__(self, reactor, endpoint, address, maxClients, options)
+        self._reactor: Any = reactor
+        self._address = address
+        self._options = options
+        protocolClass = getattr(self.clientFactory, "protocol", None)
+        self._core = PoolCore(
+            ConnectionDriver(
+                reactor,
+                endpoint,
+                self.clientFactory,
+                self,
+                address,
+                options.connectTimeout,
+                options.tcpKeepAlive,
+            ),
+            options,
+            maxClients,
+            address,
+            Hooks(
+                describe=self.__repr__,
+                closing=self.connectionClosing,
+                ping=self.pingConnection,
+                brokenErrors=self.brokenConnectionErrors,
+                idempotent=self.idempotentMethods,
+                direct=isinstance(protocolClass, type)
+                and ICancellableRequests.implementedBy(protocolClass),
+                multiplexed=self.multiplexed,
+            ),
+        )
+        self._submit = self._core.submit
         self._methodsSeen: set[str] = set()
         self._shutdownTrigger: Any = None
+        self._shutdownDeferred: Deferred[None] | None = None
         if IReactorCore.providedBy(reactor):
             self._shutdownTrigger = reactor.addSystemEventTrigger(
                 "before", "shutdown", self._atShutdown
             )
-        self._dispatch()
+        self._core.start()
 
     # Requests
 
@@ -267,9 +269,12 @@ class Pool(PoolMachine, Generic[_P]):
                 and not hasattr(protocolClass, method)
                 and not hasattr(protocolClass, "__getattr__")
             ):
-                self._requests += 1
-                self._failedRequests += 1
-                return fail(self._noSuchCommand(protocolClass, method))
+                counters = self._core.state.counters
+                counters.requests += 1
+                counters.failedRequests += 1
+                return fail(
+                    NoSuchCommand(f"{protocolClass.__name__} has no method {method!r}")
+                )
             self._methodsSeen.add(method)
         return self._submit(method, args, kwargs)
 
@@ -281,7 +286,7 @@ class Pool(PoolMachine, Generic[_P]):
             request uses until it is released. It fails like L{performRequest} does while
             waiting.
         """
-        return self._submit(None, (), {}, self._checkoutOrigin())
+        return self._submit(None, (), {}, self._core.checkoutOrigin())
 
     def release(self, protocol: _P) -> None:
         """
@@ -291,14 +296,9 @@ class Pool(PoolMachine, Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._checkedOut(protocol)
+        connection = self._core.checkedOut(protocol)
         if connection is not None:
-            connection.holder = None
-            self._checkedIn(connection)
-            if not connection.proven:
-                self._prove(connection)
-            self._checkin(connection)
-            self._dispatch()
+            self._core.release(connection)
 
     def discard(self, protocol: _P) -> None:
         """
@@ -307,11 +307,9 @@ class Pool(PoolMachine, Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._checkedOut(protocol)
+        connection = self._core.checkedOut(protocol)
         if connection is not None:
-            connection.holder = None
-            self._retire(connection, "caller", abort=True)
-            self._dispatch()
+            self._core.discard(connection)
 
     def connection(self) -> CheckedOutConnection[_P]:
         """
@@ -366,39 +364,38 @@ class Pool(PoolMachine, Generic[_P]):
         """
         @return: A snapshot of the pool's counters.
         """
+        state = self._core.state
+        counters = state.counters
         return PoolStats(
-            busy=self._busy,
-            idle=len(self._idle),
-            connecting=len(self._connecting),
-            waiting=self._waiting,
-            maxClients=self._maxClients,
-            created=self._created,
-            closed=self._closedCount,
-            requests=self._requests,
-            failedRequests=self._failedRequests,
+            busy=state.busy,
+            idle=len(state.idle),
+            connecting=len(state.connecting),
+            waiting=len(state.waiters),
+            maxClients=state.maxClients,
+            created=counters.created,
+            closed=counters.closed,
+            requests=counters.requests,
+            failedRequests=counters.failedRequests,
             minClients=self._options.minClients,
-            requestsWaited=self._requestsWaited,
-            connectsAttempted=self._connectsAttempted,
-            connectsFailed=self._connectsFailed,
-            discarded=DiscardCounts(**self._discards),
-            waitTime=self._waitTimes.summary(),
-            requestTime=self._requestTimes.summary(),
+            requestsWaited=counters.requestsWaited,
+            connectsAttempted=counters.connectsAttempted,
+            connectsFailed=counters.connectsFailed,
+            discarded=DiscardCounts(**counters.discards),
+            waitTime=counters.waitTimes.summary(),
+            requestTime=counters.requestTimes.summary(),
         )
 
     def suggestMaxClients(self, maxClients: int) -> None:
         """
         Change the most connections open at once. Growing serves waiting requests at once;
-        shrinking closes idle connections now and busy ones when they come back.
+        shrinking closes idle connections now, and takes busy ones out of service (no new
+        requests go to them) to close them once their requests are done.
 
         @raise TypeError: C{maxClients} is not an C{int}.
         @raise ValueError: C{maxClients} is less than 1.
         """
         _checkMaxClients(maxClients)
-        self._maxClients = maxClients
-        self._min = min(self._options.minClients, maxClients)
-        while self._idle and self._total() > maxClients:
-            self._retire(self._idle[0], "surplus")
-        self._dispatch()
+        self._core.resize(maxClients)
 
     def close(self, timeout: float | None = None) -> Deferred[None]:
         """
@@ -411,34 +408,51 @@ class Pool(PoolMachine, Generic[_P]):
         @return: A L{Deferred} firing with L{None} once every connection is closed. It never
             fails.
         """
-        if self._closing:
-            if not self._live:
-                return succeed(None)
-            waiter: Deferred[None] = Deferred()
-            self._closeWaiters.append(waiter)
-            return waiter
-        self._closing = True
-        self._circuit.stop()
-        self._closeHousekeeping()
+        _checkTimeout("timeout", timeout)
         if self._shutdownTrigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
-        self._failWaiters(lambda: PoolClosedError(f"{self!r} was closed"))
-        for connection in self._connecting + self._idle:
-            self._retire(connection, "closed")
-        waiter = Deferred()
-        self._closeWaiters.append(waiter)
-        if timeout is not None and self._live:
-            self._closeTimer = self._reactor.callLater(timeout, self._dropAll)
-        self._maybeClosed()
-        return waiter
+        return self._core.close(timeout)
+
+    def whenReady(self, timeout: float = 30.0) -> Deferred[None]:
+        """
+        Wait until C{minClients} connections are up.
+
+        @param timeout: How many seconds to wait at most.
+        @return: A L{Deferred} firing with L{None} when C{minClients} connections are ready (at
+            once if they are, or if C{minClients} is 0). It fails with
+            L{ServerUnavailableError} (whose C{__cause__} is the last connection error) or,
+            when no attempt failed, L{PoolTimeoutError} after C{timeout} seconds; with
+            L{PoolClosedError} if the pool is or gets closed.
+        @raise TypeError: C{timeout} is not a number.
+        @raise ValueError: C{timeout} is negative.
+        """
+        _checkTimeout("timeout", timeout, optional=False)
+        return self._core.whenReady(timeout)
+
+    @property
+    def shutdown_requested(self) -> bool:
+        """
+        Whether the pool was closed (txconnpool 0.1.1's name: it was set at reactor
+        shutdown).
+        """
+        return self._core.state.closing
+
+    @property
+    def shutdown_deferred(self) -> Deferred[None] | None:
+        """
+        The L{Deferred} the reactor waits for at shutdown, once shutdown has begun
+        (txconnpool 0.1.1's name); L{None} before.
+        """
+        return self._shutdownDeferred
 
     def __repr__(self) -> str:
+        state = self._core.state
         return (
             f"<{type(self).__name__} {self._address}"
-            f"{' closed' if self._closing else ''} busy={self._busy} idle={len(self._idle)} "
-            f"connecting={len(self._connecting)} waiting={self._waiting} "
-            f"maxClients={self._maxClients}>"
+            f"{' closed' if state.closing else ''} busy={state.busy} idle={len(state.idle)} "
+            f"connecting={len(state.connecting)} waiting={len(state.waiters)} "
+            f"maxClients={state.maxClients}>"
         )
 
     # The txconnpool 0.1.1 notifications
@@ -449,46 +463,26 @@ class Pool(PoolMachine, Generic[_P]):
         and one marked busy with L{clientBusy} or checked out is given back. Anything else is
         left as it is: a request in flight frees its connection by itself.
         """
-        connection = self._byProtocol.get(client)
-        if connection is None:
-            return
-        if connection.state is State.CONNECTING:
-            self._markReady(connection)
-        elif connection.state is State.GONE:
-            del self._byProtocol[client]
-        elif connection.holder is not None and connection.holder.method is None:
-            self.release(client)
+        self._core.freed(client)
 
     def clientBusy(self, client: Any) -> None:
         """
         Take the idle connection C{client} out of service as if checked out, until
         L{clientFree} or L{release} gives it back. Other connections are left as they are.
         """
-        connection = self._byProtocol.get(client)
-        if connection is not None and connection.state is State.IDLE:
-            self._idle.remove(connection)
-            self._busy += 1
-            connection.state = State.BUSY
-            checkout = Request(None, (), {})
-            checkout.done = True
-            checkout.connection = connection
-            connection.holder = checkout
+        self._core.holdIdle(client)
 
     def clientGone(self, client: Any) -> None:
         """
         Remove C{client} from the pool for good, closing its connection if still open. Unknown
         clients are ignored.
         """
-        connection = self._byProtocol.pop(client, None)
-        if connection is not None and connection.state is not State.GONE:
-            if connection.holder is not None and connection.holder.method is None:
-                connection.holder = None
-            self._retire(connection, "caller", abort=True)
-            self._dispatch()
+        self._core.gone(client)
 
     def _atShutdown(self) -> Deferred[None]:
         self._shutdownTrigger = None
-        return self.close(timeout=self._options.shutdownTimeout)
+        self._shutdownDeferred = self.close(timeout=self._options.shutdownTimeout)
+        return self._shutdownDeferred
 
 
 class CheckedOutConnection(Generic[_P]):
@@ -517,3 +511,13 @@ def _checkMaxClients(maxClients: object) -> None:
         raise TypeError(f"maxClients must be an int, not {maxClients!r}")
     if maxClients < 1:
         raise ValueError(f"maxClients must be at least 1, not {maxClients!r}")
+
+
+def _checkTimeout(name: str, value: object, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a number of seconds or None" if optional else "a number of seconds"
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be 0 or more, not {value!r}")

@@ -35,7 +35,9 @@ from typing import Any, Literal, TypeVar, cast, overload
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from txconnpool.interfaces import ICancellableRequests
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache._requests import (
     CAS_REPLIES,
@@ -80,6 +82,7 @@ Key = bytes | str
 _K = TypeVar("_K", bound=Key)
 
 
+@implementer(ICancellableRequests)
 class MemCacheProtocol(MemCacheWire):
     """
     A memcached text-protocol client; see the module docstring for how it differs from
