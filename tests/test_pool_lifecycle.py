@@ -156,7 +156,7 @@ def test_maxLifetimeRetiresIdleConnectionsWithJitter(monkeypatch: pytest.MonkeyP
     with its own part.
     """
     draws = iter([0.0, 1.0])
-    monkeypatch.setattr("txconnpool._core.random.random", lambda: next(draws))
+    monkeypatch.setattr("txconnpool._connections.random.random", lambda: next(draws))
     h = makePool(maxClients=2, maxLifetime=100.0)
     ds = [h.pool.performRequest("ask", i) for i in range(2)]
     p1, p2 = h.connect(), h.connect()

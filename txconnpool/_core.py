@@ -1,33 +1,35 @@
 """
-The core of a pool: the only code that changes its state (L{PoolState}).
+The core of a pool: its requests, and the one step that brings them to connections.
 
-Its entry points are the events of a pool's life: a request submitted, a connection made,
-ready, failed or lost, a request settled, a checkout released, a timer due, a resize, a close.
-Each changes the state and then runs L{PoolCore._dispatch}, the one step that hands waiting
-requests to connections, first in, first out, and opens connections within C{maxClients}.
-Dispatch is a loop: callbacks that re-enter the core meanwhile mark work and return, and the
-loop does it, so 100,000 queued requests whose callbacks release synchronously do not
-recurse. The connection driver does the I/O.
+L{PoolCore} owns the queue of waiting requests and the requests in flight, and holds the
+pool's L{Connections} (the connections' state) and L{Housekeeper} (their timers). Its entry
+points are the events of a request's life: submitted, sent, settled by the protocol, timed
+out, cancelled. After each, and whenever the connections change, L{PoolCore._dispatch} hands
+waiting requests to connections, first in, first out, and opens connections within
+C{maxClients}. Dispatch is a loop: callbacks that re-enter the core meanwhile mark work and
+return, and the loop does it, so 100,000 queued requests whose callbacks release
+synchronously do not recurse.
 """
 
 from __future__ import annotations
 
-import random
-import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _upkeep
-from ._circuit import Circuit
+from ._connections import Connections
+from ._deadlines import RequestDeadlines
 from ._driver import ConnectionDriver
+from ._housekeeper import Housekeeper
 from ._options import PoolOptions
-from ._records import Connection, Counters, Flight, Ping, PoolState, Request, State
+from ._records import Connection, Flight, Request, State
 from .errors import (
     ConnectionLostError,
     NoSuchCommand,
@@ -35,7 +37,6 @@ from .errors import (
     PoolFullError,
     PoolTimeoutError,
     RequestTimeoutError,
-    ServerUnavailableError,
 )
 from .stats import WINDOW, TimingWindow
 
@@ -69,9 +70,15 @@ class Hooks:
 
 class PoolCore:
     """
-    The state of one pool and every change to it.
+    The requests of one pool, and every change to them.
 
-    @ivar state: The state record.
+    @ivar connections: The pool's connections.
+    @ivar waiters: The requests waiting for a connection, oldest first (an ordered set).
+    @ivar requests: Requests made.
+    @ivar failedRequests: Requests that failed.
+    @ivar requestsWaited: Requests that had to wait for a connection.
+    @ivar waitTimes: How long requests waited for a connection.
+    @ivar requestTimes: How long requests took once sent.
     """
 
     _log = Logger()
@@ -84,51 +91,66 @@ class PoolCore:
         address: str,
         hooks: Hooks,
     ) -> None:
-        self.state = PoolState(
+        self.waiters: OrderedDict[Request, None] = OrderedDict()
+        self.requests = 0
+        self.failedRequests = 0
+        self.requestsWaited = 0
+        self.waitTimes = TimingWindow()
+        self.requestTimes = TimingWindow()
+        self.connections = connections = Connections(
+            driver,
+            options,
             maxClients,
-            min(options.minClients, maxClients),
-            Counters(TimingWindow(), TimingWindow()),
+            address,
+            hooks.describe,
+            hooks.closing,
+            onChange=self._dispatch,
+            onUnavailable=self._failWaiters,
+            onEnded=self._connectionEnded,
         )
-        self._driver = driver
-        driver.events = self
         self._clock = driver.clock
+        self._housekeeper = Housekeeper(
+            connections, self._clock, options, address, hooks.ping, self._dispatch
+        )
         self._options = options
         self._address = address
         self._hooks = hooks
-        self._closingHook = hooks.closing
         self._broken = hooks.brokenErrors
         self._direct = hooks.direct
         self._multiplexed = hooks.multiplexed
         self._depth = options.maxRequestsPerClient
-        self._requestTimeout = options.requestTimeout
         self._validating = options.validateAfterIdle is not None
-        self._timed = (
-            options.idleTimeout is not None
-            or options.keepaliveInterval is not None
-            or options.maxLifetime is not None
-        )
-        self._idleInterval = min(
-            (t for t in (options.idleTimeout, options.keepaliveInterval) if t is not None),
-            default=0.0,
-        )
-        self._circuit = Circuit(
-            self._clock, options.retryPolicy, options.failFastAfter, onRetry=self._dispatch
+        self._deadlines = (
+            None
+            if options.requestTimeout is None
+            else RequestDeadlines(
+                self._clock, options.requestTimeout, lambda: connections.open, self._expire
+            )
         )
         self._canceller = self._cancelRequest
         self._dispatching = False
-        self._leaks = _upkeep.LeakWatch()
-        self._readyWaiters = _upkeep.ReadyWaiters()
-        self._sweepTimer: Any = None
-        self._sweepAt = 0.0
-        self._flightTimer: Any = None
-        self._closeWaiters: list[Deferred[None]] = []
-        self._closeTimer: Any = None
 
     def start(self) -> None:
         """
         The pool was made: open the C{minClients} connections.
         """
         self._dispatch()
+
+    def refuse(self, error: Exception) -> Deferred[Any]:
+        """
+        A request is refused before it is made (the protocol has no such method).
+
+        @return: A L{Deferred} that has failed with C{error}.
+        """
+        self.requests += 1
+        self.failedRequests += 1
+        return fail(error)
+
+    def checkoutOrigin(self) -> str | None:
+        """
+        @return: Where a checkout is being made, when leak detection is on.
+        """
+        return self._housekeeper.checkoutOrigin()
 
     # Requests
 
@@ -144,15 +166,17 @@ class PoolCore:
 
         @return: The caller's L{Deferred}.
         """
-        state = self.state
-        state.counters.requests += 1
-        if state.closing or self._circuit.failures or self._options.maxWaiters is not None:
+        self.requests += 1
+        connections = self.connections
+        if connections.closing or connections.circuit.failures or (
+            self._options.maxWaiters is not None
+        ):
             refusal = self._refusal()
             if refusal is not None:
-                state.counters.failedRequests += 1
+                self.failedRequests += 1
                 return fail(refusal)
         now = self._clock.seconds()
-        if not (state.waiters or self._dispatching):
+        if not (self.waiters or self._dispatching):
             connection = self._free(method, now)
             if connection is not None:
                 self._dispatching = True
@@ -166,17 +190,17 @@ class PoolCore:
                         self._assign(request, connection, now)
                 finally:
                     self._dispatching = False
-                if state.waiters:
+                if self.waiters:
                     self._dispatch()
                 return result
         request = Request(method, args, kwargs, self._canceller)
         request.queuedAt = now
         request.origin = origin
         request.waiting = True
-        state.waiters[request] = None
+        self.waiters[request] = None
         self._dispatch()
         if request.waiting:
-            state.counters.requestsWaited += 1
+            self.requestsWaited += 1
             timeout = self._options.acquireTimeout
             if timeout is not None:
                 request.timer = self._clock.callLater(timeout, self._waitTimedOut, request)
@@ -189,19 +213,16 @@ class PoolCore:
         busy). L{None} if there is none, or if the candidate must first be looked at (past
         its lifetime, closing or to be validated): dispatch does that.
         """
-        state = self.state
-        if method is not None and state.accepting:
-            connection = next(reversed(state.accepting))
+        connections = self.connections
+        if method is not None and connections.accepting:
+            connection = next(reversed(connections.accepting))
             expiresAt = connection.expiresAt
-            if (expiresAt is None or now < expiresAt) and not self._closingConnection(connection):
+            if (expiresAt is None or now < expiresAt) and not connections.closingNow(connection):
                 return connection
             return None
-        if state.idle and not self._validating:
-            connection = state.idle[-1]
-            if not self._closingConnection(connection):
-                state.idle.pop()
-                connection.state = State.BUSY
-                return connection
+        idle = connections.idle
+        if idle and not self._validating and not connections.closingNow(idle[-1]):
+            return connections.takeIdle()
         return None
 
     def _assign(self, request: Request, connection: Connection, now: float) -> None:
@@ -209,7 +230,7 @@ class PoolCore:
         Hand a waiting request its connection: send it, or, for a checkout, fire it with
         the protocol.
         """
-        waits = self.state.counters.waitTimes
+        waits = self.waitTimes
         waits.samples[waits.count & WINDOW_MASK] = now - request.queuedAt
         waits.count += 1
         if request.timer is not None:
@@ -217,16 +238,13 @@ class PoolCore:
             request.timer = None
         method = request.method
         if method is None:
-            connection.holder = request
-            connection.validated = False
-            threshold = self._options.leakDetectionThreshold
-            if threshold is not None:
-                self._leaks.watch(connection, now + threshold)
-                self._sweepBy(now + threshold)
+            self.connections.hold(connection, request)
+            self._housekeeper.checkedOut(connection, now)
             self._settle(request, connection.protocol)
         else:
-            self._send(connection, method, request.args, request.kwargs, request,
-                       request.retried, now)
+            self._send(
+                connection, method, request.args, request.kwargs, request, request.retried, now
+            )
 
     def _send(
         self,
@@ -245,19 +263,18 @@ class PoolCore:
             protocol's own L{Deferred}.
         @return: The caller's L{Deferred}.
         """
-        connection.validated = False
-        flight = Flight(connection, method, args, kwargs, request, retried, now,
-                        connection.link.received)
+        flight = Flight(
+            connection, method, args, kwargs, request, retried, now, connection.link.received
+        )
         flights = connection.flights
         flights.append(flight)
         if self._depth > 1:
-            accepting = self.state.accepting
             if len(flights) >= self._depth:
-                accepting.pop(connection, None)
-            elif connection.retiring is None and connection not in accepting:
-                accepting[connection] = None
-        if self._requestTimeout is not None and self._flightTimer is None:
-            self._flightTimer = self._clock.callLater(self._requestTimeout, self._flightsDue)
+                self.connections.refuse(connection)
+            elif connection not in self.connections.accepting:
+                self.connections.accept(connection)
+        if self._deadlines is not None:
+            self._deadlines.sent(now)
         protocolMethod = getattr(connection.protocol, method, None)
         result: Any
         if not callable(protocolMethod):
@@ -292,20 +309,16 @@ class PoolCore:
         """
         self._flightDone(flight, result)
         if isinstance(result, Failure):
-            if flight.timedOut:
-                result = Failure(self._timeoutError(flight))
-            elif result.check(error.ConnectionClosed, ConnectionLostError):
-                if self._mayRetry(flight):
-                    request = Request(flight.method, flight.args, flight.kwargs, self._canceller)
-                    request.queuedAt = self._clock.seconds()
-                    request.retried = True
-                    self._requeue(request)
-                    self._dispatch()
-                    return request
-                if not result.check(ConnectionLostError):
-                    result = Failure(self._lostError(result))
-            self.state.counters.failedRequests += 1
-        if self.state.waiters or self.state.minClients:
+            outcome = self._judge(result, flight)
+            if outcome is None:
+                request = Request(flight.method, flight.args, flight.kwargs, self._canceller)
+                request.queuedAt = self._clock.seconds()
+                request.retried = True
+                self._requeue(request)
+                return request
+            result = outcome
+            self.failedRequests += 1
+        if self.waiters or self.connections.minClients:
             self._dispatch()
         return result
 
@@ -317,84 +330,88 @@ class PoolCore:
         request = flight.request
         assert request is not None
         if request.done:
-            return None
+            return
         if isinstance(result, Failure):
-            if flight.timedOut:
-                result = Failure(self._timeoutError(flight))
-            elif result.check(error.ConnectionClosed, ConnectionLostError):
-                if self._mayRetry(flight):
-                    request.flight = None
-                    request.retried = True
-                    self._requeue(request)
-                    self._dispatch()
-                    return None
-                if not result.check(ConnectionLostError):
-                    result = Failure(self._lostError(result))
+            outcome = self._judge(result, flight)
+            if outcome is None:
+                request.flight = None
+                request.retried = True
+                self._requeue(request)
+                return
+            result = outcome
         self._settle(request, result)
-        return None
 
-    def _flightDone(self, flight: Flight, result: Any) -> bool:
+    def _judge(self, failure: Failure, flight: Flight) -> Failure | None:
+        """
+        @return: The failure a failed request fails with, or L{None} when it is to be sent
+            again: its connection went away before any reply, and it is safe to resend.
+        """
+        if flight.timedOut:
+            return Failure(self._timeoutError(flight))
+        if failure.check(error.ConnectionClosed, ConnectionLostError):
+            if self._mayRetry(flight):
+                return None
+            if not failure.check(ConnectionLostError):
+                return Failure(self._lostError(failure))
+        return failure
+
+    def _flightDone(self, flight: Flight, result: Any) -> None:
         """
         Take a finished request off its connection, and judge the connection by the result:
         closed if the result says it broke, or if it is closing; otherwise back to the idle
         connections when it carries nothing more.
-
-        @return: Whether the request was still on its connection.
         """
         connection = flight.connection
         flights = connection.flights
         if flights and flights[0] is flight:
             flights.popleft()
-        else:
-            try:
-                flights.remove(flight)
-            except ValueError:
-                return False
+        elif not self._takeOff(flight):
+            return
         now = self._clock.seconds()
-        times = self.state.counters.requestTimes
+        times = self.requestTimes
         times.samples[times.count & WINDOW_MASK] = now - flight.sentAt
         times.count += 1
-        if not flights and self._flightTimer is not None:
-            self._stopFlightTimerIfIdle()
+        if not flights and self._deadlines is not None:
+            self._deadlines.maybeIdle()
         if connection.state is State.GONE:
-            return True
+            return
+        connections = self.connections
         if isinstance(result, Failure) and result.check(*self._broken):
-            if not (
-                result.check(CancelledError)
-                and not flight.timedOut
-                and self._direct
-                and not self._closingConnection(connection)
+            cancelled = result.check(CancelledError) is not None
+            # A protocol that settles its own requests closes its connection itself when a
+            # cancelled request's reply could still come; otherwise the connection is fine.
+            if not (cancelled and self._direct and not flight.timedOut) or (
+                connections.closingNow(connection)
             ):
                 if flight.timedOut:
                     reason = "timeout"
-                elif result.check(CancelledError):
+                elif cancelled:
                     reason = "cancelled"
                 else:
                     reason = "protocolError"
-                self._retire(connection, reason, abort=True)
-                if not connection.proven and reason == "protocolError":
-                    self._connectFailed(result)
-                return True
-        if connection.link.lost or self._closingConnection(connection):
-            self._retire(connection, "lost", abort=True)
-            return True
+                connections.retire(connection, reason, abort=True)
+                if reason == "protocolError" and not connection.proven:
+                    connections.connectFailed(result)
+                return
+        if connection.link.lost or connections.closingNow(connection):
+            connections.retire(connection, "lost", abort=True)
+            return
         if not connection.proven:
-            self._prove(connection)
+            connections.prove(connection)
         if connection.holder is not None:
-            return True
+            return
         if not flights:
-            self.state.accepting.pop(connection, None)
-            self._checkin(connection, now=now)
+            connections.refuse(connection)
+            connections.checkin(connection, now=now)
         elif (
             self._depth > 1
             and connection.retiring is None
-            and connection not in self.state.accepting
+            and connection not in connections.accepting
         ):
             if _upkeep.expired(connection, now):
-                connection.retiring = "lifetime"
+                connections.refuse(connection, retiring="lifetime")
             else:
-                self.state.accepting[connection] = None
-        return True
+                connections.accept(connection)
 
     def _mayRetry(self, flight: Flight) -> bool:
         """
@@ -403,8 +420,8 @@ class PoolCore:
         """
         return (
             not flight.retried
-            and not self.state.closing
-            and not self._circuit.isOpen()
+            and not self.connections.closing
+            and not self.connections.circuit.isOpen()
             and flight.method in self._hooks.idempotent
             and flight.connection.link.received == flight.mark
         )
@@ -420,13 +437,13 @@ class PoolCore:
             address=self._address,
             txconnpoolEvent="retry",
         )
-        waiters = self.state.waiters
         request.waiting = True
-        waiters[request] = None
-        waiters.move_to_end(request, last=False)
+        self.waiters[request] = None
+        self.waiters.move_to_end(request, last=False)
         timeout = self._options.acquireTimeout
         if timeout is not None:
             request.timer = self._clock.callLater(timeout, self._waitTimedOut, request)
+        self._dispatch()
 
     def _settle(self, request: Request, result: Any) -> None:
         """
@@ -437,21 +454,22 @@ class PoolCore:
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
-        state = self.state
         if isinstance(result, Failure):
-            state.counters.failedRequests += 1
+            self.failedRequests += 1
         request.callback(result)
-        if state.waiters or state.minClients:
+        if self.waiters or self.connections.minClients:
             self._dispatch()
 
     def _cancelRequest(self, deferred: Deferred[Any]) -> None:
         """
-        The canceller of a L{Request}, which then fails with C{CancelledError}.
+        The canceller of a L{Request}, which then fails with C{CancelledError}. A request
+        cancelled in flight discards its connection, unless the protocol multiplexes or
+        settles its own requests (and then closes the connection itself if it must).
         """
         assert isinstance(deferred, Request)
         request = deferred
         request.done = True
-        self.state.counters.failedRequests += 1
+        self.failedRequests += 1
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
@@ -462,7 +480,7 @@ class PoolCore:
             if self._direct and flight.deferred is not None:
                 flight.deferred.cancel()
             elif self._takeOff(flight) and not self._multiplexed:
-                self._retire(flight.connection, "cancelled", abort=True)
+                self.connections.retire(flight.connection, "cancelled", abort=True)
             self._dispatch()
 
     def _takeOff(self, flight: Flight) -> bool:
@@ -476,33 +494,25 @@ class PoolCore:
             flights.remove(flight)
         except ValueError:
             return False
-        if not flights and self._flightTimer is not None:
-            self._stopFlightTimerIfIdle()
+        if not flights and self._deadlines is not None:
+            self._deadlines.maybeIdle()
         return True
-
-    def _stopFlightTimerIfIdle(self) -> None:
-        """
-        Cancel the request timeout timer when no request is in flight any more.
-        """
-        if not any(connection.flights for connection in self.state.open):
-            self._flightTimer.cancel()
-            self._flightTimer = None
 
     def _dequeue(self, request: Request) -> None:
         """
         Forget a waiting request that was cancelled or timed out, and cancel a connection
         attempt that no request needs any more.
         """
-        state = self.state
         request.waiting = False
-        del state.waiters[request]
-        connecting = state.connecting
+        del self.waiters[request]
+        connections = self.connections
+        connecting = connections.connecting
         if (
-            len(connecting) > len(state.waiters)
-            and state.total() > state.minClients
+            len(connecting) > len(self.waiters)
+            and connections.total() > connections.minClients
             and connecting[-1].link.attempt is not None
         ):
-            self._retire(connecting[-1], "connect")
+            connections.retire(connecting[-1], "connect")
 
     def _waitTimedOut(self, request: Request) -> None:
         """
@@ -523,28 +533,6 @@ class PoolCore:
             ),
         )
 
-    def _flightsDue(self) -> None:
-        """
-        The earliest request in flight may have outlived C{requestTimeout}: fail those that
-        have, and wait for the next.
-        """
-        self._flightTimer = None
-        timeout = self._requestTimeout
-        assert timeout is not None
-        now = self._clock.seconds()
-        nearest: float | None = None
-        for connection in list(self.state.open):
-            flights = connection.flights
-            while flights:
-                flight = flights[0]
-                deadline = flight.sentAt + timeout
-                if deadline > now:
-                    nearest = deadline if nearest is None else min(nearest, deadline)
-                    break
-                self._expire(flight)
-        if nearest is not None and self._flightTimer is None:
-            self._flightTimer = self._clock.callLater(nearest - now, self._flightsDue)
-
     def _expire(self, flight: Flight) -> None:
         """
         Fail a request that had no reply within C{requestTimeout}, and drop its connection,
@@ -553,45 +541,61 @@ class PoolCore:
         flight.timedOut = True
         if self._direct and flight.deferred is not None:
             flight.deferred.cancel()
-            if flight in flight.connection.flights:
-                self._takeOff(flight)
+            self._takeOff(flight)
             return
         self._takeOff(flight)
         if not self._multiplexed:
-            self._retire(flight.connection, "timeout", abort=True)
+            self.connections.retire(flight.connection, "timeout", abort=True)
         request = flight.request
         if request is not None and not request.done:
             self._settle(request, Failure(self._timeoutError(flight)))
         else:
             self._dispatch()
 
-    def _timeoutError(self, flight: Flight) -> RequestTimeoutError:
-        dropped = "" if self._multiplexed else "; the connection was dropped"
-        return RequestTimeoutError(
-            f"no reply to {flight.method} from {self._address} within "
-            f"{self._requestTimeout}s{dropped}"
-        )
+    def _connectionEnded(self, connection: Connection, reason: Failure) -> None:
+        """
+        A connection is gone with requests still in flight that its protocol did not fail.
+        """
+        lost = Failure(self._lostError(reason))
+        for flight in list(connection.flights):
+            if flight.request is not None:
+                self._finished(lost, flight)
+            elif flight.deferred is not None and not flight.deferred.called:
+                flight.deferred.errback(lost)
+            else:
+                self._takeOff(flight)
 
     def _refusal(self) -> Exception | None:
         """
         @return: Why a new request must fail at once, or L{None} if it may wait.
         """
-        state = self.state
-        if state.closing:
+        connections = self.connections
+        if connections.closing:
             return PoolClosedError(f"{self._hooks.describe()} is closed")
-        if self._circuit.isOpen() and not state.open:
-            return self._unavailable()
+        if connections.circuit.isOpen() and not connections.open:
+            return connections.unavailable()
         maxWaiters = self._options.maxWaiters
         if (
             maxWaiters is not None
-            and state.total() >= state.maxClients
-            and len(state.waiters) - len(state.connecting) * self._depth >= maxWaiters
+            and connections.total() >= connections.maxClients
+            and len(self.waiters) - len(connections.connecting) * self._depth >= maxWaiters
         ):
             return PoolFullError(
                 f"too many requests waiting for a connection to {self._address} "
                 f"(maxWaiters={maxWaiters}; {self.counts()})"
             )
         return None
+
+    def _failWaiters(self, makeError: Callable[[], Exception]) -> None:
+        """
+        Fail every waiting request with an error from C{makeError}.
+        """
+        waiters = list(self.waiters)
+        self.waiters.clear()
+        for request in waiters:
+            request.waiting = False
+            if not request.done:
+                self._settle(request, Failure(makeError()))
 
     # Dispatch
 
@@ -601,25 +605,21 @@ class PoolCore:
         for the rest within C{maxClients}. Re-entrant calls return at once; this loop picks
         up the work they made.
         """
-        state = self.state
-        if self._dispatching or not (state.waiters or len(state.open) < state.minClients):
+        connections = self.connections
+        if self._dispatching or not (
+            self.waiters or len(connections.open) < connections.minClients
+        ):
             return
         self._dispatching = True
         try:
             depth = self._depth
-            circuit = self._circuit
             while True:
                 self._serveWaiters()
                 while (
-                    (
-                        len(state.waiters) > (len(state.connecting) + state.pinging) * depth
-                        or state.total() < state.minClients
-                    )
-                    and state.total() < state.maxClients
-                    and not state.closing
-                    and circuit.mayConnect(len(state.connecting))
-                ):
-                    if not self._connect():
+                    len(self.waiters) > (len(connections.connecting) + connections.pinging) * depth
+                    or connections.total() < connections.minClients
+                ) and connections.mayOpen():
+                    if not connections.connect():
                         break
                 if not self._canServe():
                     break
@@ -632,10 +632,10 @@ class PoolCore:
         request to a busy connection with room for it, or else to an idle connection; a
         checkout only to an idle connection. Stop at the first request that must wait.
         """
-        state = self.state
-        waiters = state.waiters
-        accepting = state.accepting
-        idle = state.idle
+        connections = self.connections
+        waiters = self.waiters
+        accepting = connections.accepting
+        idle = connections.idle
         limit = self._options.validateAfterIdle
         while waiters:
             request = next(iter(waiters))
@@ -643,22 +643,20 @@ class PoolCore:
             if request.method is not None and accepting:
                 connection = next(reversed(accepting))
                 if _upkeep.expired(connection, now):
-                    del accepting[connection]
-                    connection.retiring = "lifetime"
+                    connections.refuse(connection, retiring="lifetime")
                     continue
-                if self._closingConnection(connection):
-                    del accepting[connection]
+                if connections.closingNow(connection):
+                    connections.refuse(connection)
                     continue
             elif idle:
                 connection = idle[-1]
-                if self._closingConnection(connection):
-                    self._retire(connection, "lost")
+                if connections.closingNow(connection):
+                    connections.retire(connection, "lost")
                     continue
                 if self._validating and _upkeep.needsValidation(connection, now, limit):
-                    self._ping(connection, "validation")
+                    self._housekeeper.validate(connection)
                     continue
-                idle.pop()
-                connection.state = State.BUSY
+                connections.takeIdle()
             else:
                 return
             waiters.popitem(last=False)
@@ -669,533 +667,42 @@ class PoolCore:
         """
         @return: Whether the oldest waiting request could be given a connection now.
         """
-        state = self.state
-        if not state.waiters:
+        if not self.waiters:
             return False
-        if state.idle:
+        if self.connections.idle:
             return True
-        return bool(state.accepting) and next(iter(state.waiters)).method is not None
+        return bool(self.connections.accepting) and next(iter(self.waiters)).method is not None
 
-    def _closingConnection(self, connection: Connection) -> bool:
-        """
-        Whether a connection is being closed, by its transport or by its protocol.
-        """
-        return getattr(connection.link.transport, "disconnecting", False) or self._closingHook(
-            connection.protocol
-        )
-
-    # Connections
-
-    def _connect(self) -> bool:
-        """
-        Start a connection attempt.
-
-        @return: Whether it is still in progress or succeeded; C{False} when it failed at
-            once.
-        """
-        self.state.counters.connectsAttempted += 1
-        connection = self._driver.prepare()
-        self.state.connecting.append(connection)
-        self._driver.start(connection)
-        return connection.state is not State.GONE
-
-    def made(self, connection: Connection, protocol: Any) -> None:
-        """
-        A connection's transport is connected and its protocol built.
-        """
-        connection.protocol = protocol
-        self.state.byProtocol[protocol] = connection
-
-    def ready(self, connection: Connection) -> None:
-        """
-        A connection is ready for requests.
-        """
-        if connection.state is not State.CONNECTING:
-            return
-        state = self.state
-        state.connecting.remove(connection)
-        state.counters.created += 1
-        self._log.info("Connected to {address}", address=self._address, txconnpoolEvent="connect")
-        state.open.add(connection)
-        connection.state = State.BUSY
-        now = self._clock.seconds()
-        connection.lastUsed = connection.lastActive = now
-        connection.expiresAt = _upkeep.expiry(now, self._options.maxLifetime, random.random())
-        self._checkin(connection)
-        if self._readyWaiters and len(state.open) >= state.minClients:
-            for waiter in self._readyWaiters.takeAll():
-                waiter.callback(None)
-        self._dispatch()
-
-    def failed(self, connection: Connection, reason: Failure) -> None:
-        """
-        A connection attempt failed, timed out, or its handshake failed.
-        """
-        if connection.state is not State.CONNECTING:
-            return
-        # Dispatch is held off until the failure is counted, so that no replacement starts
-        # before the backoff does.
-        held, self._dispatching = self._dispatching, True
-        try:
-            self._retire(connection, "connect", abort=True)
-            self._connectFailed(reason)
-        finally:
-            self._dispatching = held
-        self._dispatch()
-
-    def lost(self, connection: Connection, reason: Failure) -> None:
-        """
-        A ready connection's transport is gone.
-        """
-        if connection.state is State.GONE:
-            return
-        self._log.info(
-            "Connection to {address} lost: {reason}",
-            address=self._address,
-            reason=reason.value,
-            txconnpoolEvent="lost",
-        )
-        unproven = not connection.proven and (connection.flights or connection.link.received)
-        self._retire(connection, "lost")
-        if unproven:
-            self._connectFailed(reason)
-
-    def ended(self, connection: Connection, reason: Failure) -> None:
-        """
-        Nothing of a connection is left open: fail what the protocol left in flight.
-        """
-        lost: Failure | None = None
-        for flight in list(connection.flights):
-            lost = lost or Failure(self._lostError(reason))
-            if flight.request is not None:
-                self._finished(lost, flight)
-            elif flight.deferred is not None and not flight.deferred.called:
-                flight.deferred.errback(lost)
-            else:
-                self._takeOff(flight)
-        self._dispatch()
-        self._maybeClosed()
-
-    def _checkin(
-        self, connection: Connection, used: bool = True, now: float | None = None
-    ) -> None:
-        """
-        Return a busy connection to the idle ones, or close it: when the pool is closing,
-        over its size, or the connection is retiring or past its lifetime.
-
-        @param used: Whether the connection served a request (rather than a ping).
-        """
-        state = self.state
-        if state.closing:
-            self._retire(connection, "closed")
-            return
-        if connection.retiring is not None:
-            self._retire(connection, connection.retiring)
-            return
-        if state.total() > state.maxClients:
-            self._retire(connection, "surplus")
-            return
-        if now is None:
-            now = self._clock.seconds()
-        if _upkeep.expired(connection, now):
-            self._retire(connection, "lifetime")
-            return
-        if used:
-            connection.lastUsed = connection.lastActive = now
-        connection.state = State.IDLE
-        state.idle.append(connection)
-        # Skip the deadline arithmetic when the pending sweep comes first anyway.
-        if self._timed and (
-            self._sweepTimer is None
-            or connection.expiresAt is not None
-            or self._sweepAt > now + self._idleInterval
-        ):
-            deadline = _upkeep.nextIdleDeadline(connection, now, self._options)
-            if deadline is not None:
-                self._sweepBy(deadline)
-
-    def _retire(self, connection: Connection, reason: str, abort: bool = False) -> None:
-        """
-        Take a connection out of service for good and close it (or cancel its attempt).
-
-        @param reason: Why, as named in L{DiscardCounts<txconnpool.stats.DiscardCounts>}.
-        @param abort: Drop the connection rather than close it after pending writes.
-        """
-        previous = connection.state
-        if previous is State.GONE:
-            return
-        connection.state = State.GONE
-        state = self.state
-        if previous is State.CONNECTING:
-            state.connecting.remove(connection)
-        else:
-            if previous is State.IDLE:
-                state.idle.remove(connection)
-            state.open.discard(connection)
-            state.accepting.pop(connection, None)
-            state.counters.closed += 1
-            discards = state.counters.discards
-            discards[reason] = discards.get(reason, 0) + 1
-            self._log.debug(
-                "Closing a connection to {address}: {reason}",
-                address=self._address,
-                reason=reason,
-                txconnpoolEvent="discard",
-            )
-        if not _isCheckout(connection.holder):
-            state.byProtocol.pop(connection.protocol, None)
-        self._leaks.unwatch(connection)
-        self._driver.close(connection, abort)
-
-    def _connectFailed(self, reason: Failure) -> None:
-        """
-        A connection attempt failed, or a new connection broke before it proved usable. The
-        next attempt waits for the backoff delay; after C{failFastAfter} consecutive
-        failures, with no connection open, the waiting requests fail with
-        L{ServerUnavailableError} rather than wait on a server out of reach.
-        """
-        state = self.state
-        if state.closing:
-            return
-        state.counters.connectsFailed += 1
-        delay, policyError = self._circuit.failed(reason.value)
-        if policyError is not None:
-            self._log.error(
-                "retryPolicy of the pool for {address} failed ({problem}); waiting "
-                "requests fail, and the next attempt is in {delay:.2f}s",
-                address=self._address,
-                problem=policyError,
-                delay=delay,
-                txconnpoolEvent="retryPolicyFailed",
-            )
-            self._failWaiters(lambda: self._policyFailure(policyError))
-            return
-        self._log.warn(
-            "Could not connect to {address} ({failures} consecutive failures): {reason}; "
-            "next attempt in {delay:.2f}s",
-            address=self._address,
-            failures=self._circuit.failures,
-            reason=reason.value,
-            delay=delay,
-            txconnpoolEvent="connectFailed",
-        )
-        if not self._circuit.exhausted() or state.open:
-            return
-        if self._circuit.failures == self._options.failFastAfter:
-            self._log.warn(
-                "Circuit to {address} open: requests fail fast until a connection succeeds",
-                address=self._address,
-                txconnpoolEvent="circuitOpen",
-            )
-        self._failWaiters(self._unavailable)
-
-    def _policyFailure(self, problem: Exception) -> ServerUnavailableError:
-        unavailable = ServerUnavailableError(
-            f"cannot connect to {self._address} (the last attempt failed with: "
-            f"{self._circuit.lastError}), and the pool's retryPolicy failed: {problem}"
-        )
-        unavailable.__cause__ = problem
-        return unavailable
-
-    def _failWaiters(self, makeError: Callable[[], Exception]) -> None:
-        """
-        Fail every waiting request with an error from C{makeError}.
-        """
-        waiters = list(self.state.waiters)
-        self.state.waiters.clear()
-        for request in waiters:
-            request.waiting = False
-            if not request.done:
-                self._settle(request, Failure(makeError()))
-
-    def _prove(self, connection: Connection) -> None:
-        """
-        A connection carried a request without breaking: the server is reachable again.
-        """
-        connection.proven = True
-        if self._circuit.succeeded():
-            self._log.info(
-                "Circuit to {address} closed",
-                address=self._address,
-                txconnpoolEvent="circuitClosed",
-            )
-
-    # Checkouts
-
-    def checkedOut(self, protocol: Any) -> Connection | None:
-        """
-        Find the connection that C{protocol} was checked out on; L{None} when it was lost
-        meanwhile and there is nothing to do.
-
-        @raise ValueError: C{protocol} is not checked out.
-        """
-        state = self.state
-        connection = state.byProtocol.get(protocol)
-        if connection is not None and connection.state is State.GONE:
-            del state.byProtocol[protocol]
-            return None
-        if connection is None or not _isCheckout(connection.holder):
-            raise ValueError(f"{protocol!r} is not checked out from {self._hooks.describe()}")
-        return connection
+    # Checkouts, resizing and closing
 
     def release(self, connection: Connection) -> None:
         """
         A checked-out connection is given back.
         """
-        connection.holder = None
-        self._leaks.unwatch(connection)
-        if not connection.proven:
-            self._prove(connection)
-        self._checkin(connection)
-        self._dispatch()
-
-    def discard(self, connection: Connection, reason: str = "caller") -> None:
-        """
-        A connection is given back as broken, or removed by its owner.
-        """
-        if _isCheckout(connection.holder):
-            connection.holder = None
-        self._retire(connection, reason, abort=True)
-        self._dispatch()
-
-    def holdIdle(self, protocol: Any) -> None:
-        """
-        Take an idle connection out of service as if checked out (0.1.1's C{clientBusy}).
-        """
-        connection = self.state.byProtocol.get(protocol)
-        if connection is not None and connection.state is State.IDLE:
-            self.state.idle.remove(connection)
-            connection.state = State.BUSY
-            checkout = Request(None, (), {})
-            checkout.done = True
-            connection.holder = checkout
-
-    def freed(self, protocol: Any) -> None:
-        """
-        0.1.1's C{clientFree}: a connecting connection is ready, a held one comes back.
-        """
-        state = self.state
-        connection = state.byProtocol.get(protocol)
-        if connection is None:
-            return
-        if connection.state is State.CONNECTING:
-            if not connection.link.settled:
-                self._driver.markReady(connection)
-        elif connection.state is State.GONE:
-            del state.byProtocol[protocol]
-        elif _isCheckout(connection.holder):
-            self.release(connection)
-
-    def gone(self, protocol: Any) -> None:
-        """
-        0.1.1's C{clientGone}: remove a connection for good.
-        """
-        connection = self.state.byProtocol.pop(protocol, None)
-        if connection is not None and connection.state is not State.GONE:
-            self.discard(connection)
-
-    # Resizing, readiness and closing
+        self._housekeeper.checkedIn(connection)
+        self.connections.release(connection)
 
     def resize(self, maxClients: int) -> None:
         """
-        Change C{maxClients}: idle connections over it close now, busy ones once done.
+        Change C{maxClients}.
         """
-        state = self.state
-        state.maxClients = maxClients
-        state.minClients = min(self._options.minClients, maxClients)
-        while state.idle and state.total() > maxClients:
-            self._retire(state.idle[0], "surplus")
-        excess = state.total() - maxClients
-        if excess > 0 and self._depth > 1:
-            # Without this, pipelined connections would keep taking new requests and never
-            # come back to be closed; unpipelined ones are closed as they come back.
-            busy = [c for c in state.open if c.state is State.BUSY and c.retiring is None]
-            busy.sort(key=lambda c: len(c.flights))
-            for connection in busy[:excess]:
-                connection.retiring = "surplus"
-                state.accepting.pop(connection, None)
+        self.connections.resize(maxClients, pipelined=self._depth > 1)
         self._dispatch()
-
-    def whenReady(self, timeout: float) -> Deferred[None]:
-        """
-        Wait until C{minClients} connections are up.
-        """
-        state = self.state
-        if state.closing:
-            return fail(PoolClosedError(f"{self._hooks.describe()} is closed"))
-        if len(state.open) >= state.minClients:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        timer = self._clock.callLater(timeout, self._notReady, waiter, timeout)
-        self._readyWaiters.add(waiter, timer)
-        self._dispatch()
-        return waiter
-
-    def _notReady(self, waiter: Deferred[None], timeout: float) -> None:
-        self._readyWaiters.remove(waiter)
-        state = self.state
-        ready = len(state.open)
-        lastError = self._circuit.lastError
-        failure: Exception
-        if lastError is not None:
-            failure = ServerUnavailableError(
-                f"only {ready} of {state.minClients} connections to {self._address} are up "
-                f"after {timeout}s; the last connection attempt failed with: {lastError}"
-            )
-            failure.__cause__ = lastError
-        else:
-            failure = PoolTimeoutError(
-                f"only {ready} of {state.minClients} connections to {self._address} are up "
-                f"after {timeout}s"
-            )
-        waiter.errback(failure)
 
     def close(self, timeout: float | None) -> Deferred[None]:
         """
         Close the pool; see C{Pool.close}.
         """
-        state = self.state
-        if state.closing:
-            if not self._driver.live:
-                return succeed(None)
-            waiter: Deferred[None] = Deferred()
-            self._closeWaiters.append(waiter)
-            return waiter
-        state.closing = True
-        self._circuit.stop()
-        self._stopSweeping()
-        closed = PoolClosedError(f"{self._hooks.describe()} was closed")
-        for readyWaiter in self._readyWaiters.takeAll():
-            readyWaiter.errback(closed)
+        connections = self.connections
+        if connections.closing:
+            return connections.whenClosed()
+        connections.stopOpening()
+        self._housekeeper.stop()
         self._failWaiters(lambda: PoolClosedError(f"{self._hooks.describe()} was closed"))
-        for connection in state.connecting + state.idle:
-            self._retire(connection, "closed")
-        waiter = Deferred()
-        self._closeWaiters.append(waiter)
-        if timeout is not None and self._driver.live:
-            self._closeTimer = self._clock.callLater(timeout, self._driver.dropAll)
-        self._maybeClosed()
-        return waiter
-
-    def _maybeClosed(self) -> None:
-        if not self.state.closing or self._driver.live:
-            return
-        if self._closeTimer is not None:
-            if self._closeTimer.active():
-                self._closeTimer.cancel()
-            self._closeTimer = None
-        if self._flightTimer is not None:
-            self._flightTimer.cancel()
-            self._flightTimer = None
-        waiters, self._closeWaiters = self._closeWaiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    # Housekeeping
-
-    def _sweepBy(self, deadline: float) -> None:
-        """
-        Have the sweep run no later than C{deadline}.
-        """
-        if self.state.closing:
-            return
-        if self._sweepTimer is not None:
-            if self._sweepAt <= deadline:
-                return
-            self._sweepTimer.cancel()
-        self._sweepAt = deadline
-        self._sweepTimer = self._clock.callLater(
-            max(0.0, deadline - self._clock.seconds()), self._sweep
-        )
-
-    def _stopSweeping(self) -> None:
-        if self._sweepTimer is not None:
-            self._sweepTimer.cancel()
-            self._sweepTimer = None
-
-    def _sweep(self) -> None:
-        """
-        Handle every deadline that has come, then set the timer for the next one.
-        """
-        self._sweepTimer = None
-        state = self.state
-        now = self._clock.seconds()
-        for connection in list(state.idle):
-            if connection.state is not State.IDLE:
-                continue
-            verdict = _upkeep.idleVerdict(
-                connection, now, self._options, state.total() > state.minClients
-            )
-            if verdict == "keepalive":
-                self._ping(connection, "keepalive")
-            elif verdict is not None:
-                self._retire(connection, verdict)
-        for connection in self._leaks.due(now):
-            self._warnLeak(connection)
-        deadline = _upkeep.nearestDeadline(
-            [_upkeep.nextIdleDeadline(c, now, self._options) for c in state.idle]
-            + [self._leaks.nextDeadline()]
-        )
-        if deadline is not None:
-            self._sweepBy(deadline)
-        self._dispatch()
-
-    def _ping(self, connection: Connection, purpose: str) -> None:
-        """
-        Take an idle connection out of service and ping it: back to idle if it answers
-        within C{pingTimeout}, discarded otherwise.
-        """
-        state = self.state
-        state.idle.remove(connection)
-        connection.state = State.BUSY
-        state.pinging += 1
-        marker = Ping(purpose)
-        connection.holder = marker
-        d = maybeDeferred(self._hooks.ping, connection.protocol)
-        d.addTimeout(self._options.pingTimeout, self._clock)
-        d.addBoth(self._pinged, connection, marker)
-
-    def _pinged(self, result: object, connection: Connection, marker: Ping) -> None:
-        self.state.pinging -= 1
-        if connection.holder is not marker:
-            return
-        connection.holder = None
-        if isinstance(result, Failure) or connection.link.lost:
-            self._log.warn(
-                "{purpose} ping of a connection to {address} failed: {reason}",
-                purpose=marker.purpose,
-                address=self._address,
-                reason=getattr(result, "value", "connection lost"),
-                txconnpoolEvent="pingFailed",
-            )
-            self._retire(connection, "keepalive", abort=True)
-        else:
-            connection.lastActive = self._clock.seconds()
-            connection.validated = marker.purpose == "validation"
-            if not connection.proven:
-                self._prove(connection)
-            self._checkin(connection, used=False)
-        self._dispatch()
-
-    def checkoutOrigin(self) -> str | None:
-        """
-        @return: Where a checkout is being made, when leak detection is on.
-        """
-        if self._options.leakDetectionThreshold is None:
-            return None
-        return "".join(traceback.format_stack(limit=16)[:-2])
-
-    def _warnLeak(self, connection: Connection) -> None:
-        holder = connection.holder
-        origin = holder.origin if isinstance(holder, Request) else None
-        self._log.warn(
-            "A connection to {address} has been checked out for more than {threshold}s, "
-            "longer than leakDetectionThreshold; it was acquired at:\n{origin}",
-            address=self._address,
-            threshold=self._options.leakDetectionThreshold,
-            origin=origin or "(unknown)",
-            txconnpoolEvent="leak",
-        )
+        closed = connections.closeAll(timeout)
+        if self._deadlines is not None:
+            closed.addBoth(self._deadlines.stopped)
+        return closed
 
     # Descriptions
 
@@ -1203,19 +710,18 @@ class PoolCore:
         """
         @return: The pool's counts, for messages.
         """
-        state = self.state
+        connections = self.connections
         return (
-            f"{state.busy} busy, {len(state.idle)} idle, {len(state.connecting)} connecting, "
-            f"{len(state.waiters)} waiting"
+            f"{connections.busy} busy, {len(connections.idle)} idle, "
+            f"{len(connections.connecting)} connecting, {len(self.waiters)} waiting"
         )
 
-    def _unavailable(self) -> ServerUnavailableError:
-        unavailable = ServerUnavailableError(
-            f"cannot connect to {self._address}: {self._circuit.failures} consecutive "
-            f"attempts failed, the last with: {self._circuit.lastError}"
+    def _timeoutError(self, flight: Flight) -> RequestTimeoutError:
+        dropped = "" if self._multiplexed else "; the connection was dropped"
+        return RequestTimeoutError(
+            f"no reply to {flight.method} from {self._address} within "
+            f"{self._options.requestTimeout}s{dropped}"
         )
-        unavailable.__cause__ = self._circuit.lastError
-        return unavailable
 
     def _lostError(self, reason: Failure) -> ConnectionLostError:
         lost = ConnectionLostError(
@@ -1223,10 +729,6 @@ class PoolCore:
         )
         lost.__cause__ = reason.value
         return lost
-
-
-def _isCheckout(holder: Request | Ping | None) -> bool:
-    return isinstance(holder, Request) and holder.method is None
 
 
 def _noSuchCommand(protocolClass: type, method: str) -> NoSuchCommand:

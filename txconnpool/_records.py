@@ -8,7 +8,7 @@ these records, except the fields of L{Link}, which belong to the driver.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Protocol
@@ -228,72 +228,3 @@ class ConnectionEvents(Protocol):
         Nothing of the connection is left open; C{reason} is why it ended.
         """
 
-
-class Counters:
-    """
-    The running totals behind C{poolStats()}.
-    """
-
-    __slots__ = ("closed", "connectsAttempted", "connectsFailed", "created", "discards",
-                 "failedRequests", "requestTimes", "requests", "requestsWaited", "waitTimes")
-
-    def __init__(self, waitTimes: Any, requestTimes: Any) -> None:
-        self.requests = 0
-        self.failedRequests = 0
-        self.requestsWaited = 0
-        self.created = 0
-        self.closed = 0
-        self.connectsAttempted = 0
-        self.connectsFailed = 0
-        self.discards: dict[str, int] = {}
-        self.waitTimes = waitTimes
-        self.requestTimes = requestTimes
-
-
-class PoolState:
-    """
-    The plain record of a pool's state. Only L{txconnpool._core.PoolCore} changes it.
-
-    @ivar maxClients: The most connections open at once, attempts included.
-    @ivar minClients: The connections kept open (C{minClients}, at most C{maxClients}).
-    @ivar connecting: Connection attempts in progress, oldest first.
-    @ivar open: The ready connections, idle or busy.
-    @ivar idle: The idle connections, least recently used first.
-    @ivar accepting: The busy connections that can take one more pipelined request, in the
-        order they became able to (a C{dict} used as an ordered set).
-    @ivar waiters: The requests waiting for a connection, oldest first (an ordered set).
-    @ivar byProtocol: Each connected protocol's connection; a connection lost while checked
-        out stays until it is released.
-    @ivar pinging: How many connections are out of service for a ping.
-    @ivar closing: Whether C{close()} was called.
-    @ivar counters: The running totals.
-    """
-
-    __slots__ = ("accepting", "byProtocol", "closing", "connecting", "counters", "idle",
-                 "maxClients", "minClients", "open", "pinging", "waiters")
-
-    def __init__(self, maxClients: int, minClients: int, counters: Counters) -> None:
-        self.maxClients = maxClients
-        self.minClients = minClients
-        self.connecting: list[Connection] = []
-        self.open: set[Connection] = set()
-        self.idle: list[Connection] = []
-        self.accepting: dict[Connection, None] = {}
-        self.waiters: OrderedDict[Request, None] = OrderedDict()
-        self.byProtocol: dict[Any, Connection] = {}
-        self.pinging = 0
-        self.closing = False
-        self.counters = counters
-
-    @property
-    def busy(self) -> int:
-        """
-        How many ready connections carry requests, are checked out, or are being pinged.
-        """
-        return len(self.open) - len(self.idle)
-
-    def total(self) -> int:
-        """
-        @return: The connections open or opening.
-        """
-        return len(self.open) + len(self.connecting)

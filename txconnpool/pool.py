@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Generic
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 from typing_extensions import TypeVar
@@ -269,10 +269,7 @@ class Pool(Generic[_P]):
                 and not hasattr(protocolClass, method)
                 and not hasattr(protocolClass, "__getattr__")
             ):
-                counters = self._core.state.counters
-                counters.requests += 1
-                counters.failedRequests += 1
-                return fail(
+                return self._core.refuse(
                     NoSuchCommand(f"{protocolClass.__name__} has no method {method!r}")
                 )
             self._methodsSeen.add(method)
@@ -296,7 +293,7 @@ class Pool(Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._core.checkedOut(protocol)
+        connection = self._core.connections.checkedOut(protocol)
         if connection is not None:
             self._core.release(connection)
 
@@ -307,9 +304,9 @@ class Pool(Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._core.checkedOut(protocol)
+        connection = self._core.connections.checkedOut(protocol)
         if connection is not None:
-            self._core.discard(connection)
+            self._core.connections.discard(connection)
 
     def connection(self) -> CheckedOutConnection[_P]:
         """
@@ -364,25 +361,25 @@ class Pool(Generic[_P]):
         """
         @return: A snapshot of the pool's counters.
         """
-        state = self._core.state
-        counters = state.counters
+        core = self._core
+        connections = core.connections
         return PoolStats(
-            busy=state.busy,
-            idle=len(state.idle),
-            connecting=len(state.connecting),
-            waiting=len(state.waiters),
-            maxClients=state.maxClients,
-            created=counters.created,
-            closed=counters.closed,
-            requests=counters.requests,
-            failedRequests=counters.failedRequests,
+            busy=connections.busy,
+            idle=len(connections.idle),
+            connecting=len(connections.connecting),
+            waiting=len(core.waiters),
+            maxClients=connections.maxClients,
+            created=connections.created,
+            closed=connections.closed,
+            requests=core.requests,
+            failedRequests=core.failedRequests,
             minClients=self._options.minClients,
-            requestsWaited=counters.requestsWaited,
-            connectsAttempted=counters.connectsAttempted,
-            connectsFailed=counters.connectsFailed,
-            discarded=DiscardCounts(**counters.discards),
-            waitTime=counters.waitTimes.summary(),
-            requestTime=counters.requestTimes.summary(),
+            requestsWaited=core.requestsWaited,
+            connectsAttempted=connections.attempted,
+            connectsFailed=connections.attemptsFailed,
+            discarded=DiscardCounts(**connections.discards),
+            waitTime=core.waitTimes.summary(),
+            requestTime=core.requestTimes.summary(),
         )
 
     def suggestMaxClients(self, maxClients: int) -> None:
@@ -428,7 +425,7 @@ class Pool(Generic[_P]):
         @raise ValueError: C{timeout} is negative.
         """
         _checkTimeout("timeout", timeout, optional=False)
-        return self._core.whenReady(timeout)
+        return self._core.connections.whenReady(timeout)
 
     @property
     def shutdown_requested(self) -> bool:
@@ -436,7 +433,7 @@ class Pool(Generic[_P]):
         Whether the pool was closed (txconnpool 0.1.1's name: it was set at reactor
         shutdown).
         """
-        return self._core.state.closing
+        return self._core.connections.closing
 
     @property
     def shutdown_deferred(self) -> Deferred[None] | None:
@@ -447,12 +444,12 @@ class Pool(Generic[_P]):
         return self._shutdownDeferred
 
     def __repr__(self) -> str:
-        state = self._core.state
+        connections = self._core.connections
         return (
             f"<{type(self).__name__} {self._address}"
-            f"{' closed' if state.closing else ''} busy={state.busy} idle={len(state.idle)} "
-            f"connecting={len(state.connecting)} waiting={len(state.waiters)} "
-            f"maxClients={state.maxClients}>"
+            f"{' closed' if connections.closing else ''} busy={connections.busy} "
+            f"idle={len(connections.idle)} connecting={len(connections.connecting)} "
+            f"waiting={len(self._core.waiters)} maxClients={connections.maxClients}>"
         )
 
     # The txconnpool 0.1.1 notifications
@@ -463,21 +460,21 @@ class Pool(Generic[_P]):
         and one marked busy with L{clientBusy} or checked out is given back. Anything else is
         left as it is: a request in flight frees its connection by itself.
         """
-        self._core.freed(client)
+        self._core.connections.freed(client)
 
     def clientBusy(self, client: Any) -> None:
         """
         Take the idle connection C{client} out of service as if checked out, until
         L{clientFree} or L{release} gives it back. Other connections are left as they are.
         """
-        self._core.holdIdle(client)
+        self._core.connections.holdIdle(client)
 
     def clientGone(self, client: Any) -> None:
         """
         Remove C{client} from the pool for good, closing its connection if still open. Unknown
         clients are ignored.
         """
-        self._core.gone(client)
+        self._core.connections.gone(client)
 
     def _atShutdown(self) -> Deferred[None]:
         self._shutdownTrigger = None
