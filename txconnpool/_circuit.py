@@ -8,6 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.logger import Logger
+
+from .errors import ServerUnavailableError
+
 FALLBACK_DELAY = 10.0
 """
 Seconds before the next connection attempt when the retry policy fails.
@@ -26,7 +30,10 @@ class Circuit:
 
     @ivar failures: Consecutive failed connection attempts.
     @ivar lastError: The exception of the latest failure.
+    @ivar failedTotal: Failed connection attempts since the pool was made.
     """
+
+    _log = Logger()
 
     def __init__(
         self,
@@ -34,8 +41,11 @@ class Circuit:
         policy: Callable[[int], float],
         failFastAfter: int,
         onRetry: Callable[[], None],
+        address: str = "",
     ) -> None:
         self._reactor = reactor
+        self._address = address
+        self.failedTotal = 0
         self._policy = policy
         self._failFastAfter = failFastAfter
         self._onRetry = onRetry
@@ -74,6 +84,79 @@ class Circuit:
         self.stop()
         self._timer = self._reactor.callLater(delay, self._retry)
         return float(delay), problem
+
+    def connectFailed(
+        self, reason: BaseException | None, anyOpen: bool
+    ) -> Callable[[], Exception] | None:
+        """
+        A connection attempt failed, or a new connection broke before it proved usable:
+        count it, log it, and start the backoff.
+
+        @param anyOpen: Whether a connection to the server is open nonetheless.
+        @return: L{None}, or, when the requests waiting for a connection must fail rather
+            than wait on a server out of reach (C{failFastAfter} consecutive failures with
+            no connection open, or a retry policy that failed), what makes their error.
+        """
+        self.failedTotal += 1
+        delay, problem = self.failed(reason)
+        if problem is not None:
+            self._log.error(
+                "retryPolicy of the pool for {address} failed ({problem}); waiting "
+                "requests fail, and the next attempt is in {delay:.2f}s",
+                address=self._address,
+                problem=problem,
+                delay=delay,
+                txconnpoolEvent="retryPolicyFailed",
+            )
+            return lambda: self._policyFailure(problem)
+        self._log.warn(
+            "Could not connect to {address} ({failures} consecutive failures): {reason}; "
+            "next attempt in {delay:.2f}s",
+            address=self._address,
+            failures=self.failures,
+            reason=reason,
+            delay=delay,
+            txconnpoolEvent="connectFailed",
+        )
+        if not self.exhausted() or anyOpen:
+            return None
+        if self.failures == self._failFastAfter:
+            self._log.warn(
+                "Circuit to {address} open: requests fail fast until a connection succeeds",
+                address=self._address,
+                txconnpoolEvent="circuitOpen",
+            )
+        return self.unavailable
+
+    def unavailable(self) -> ServerUnavailableError:
+        """
+        @return: The error of a request refused because the server is out of reach.
+        """
+        unavailable = ServerUnavailableError(
+            f"cannot connect to {self._address}: {self.failures} consecutive "
+            f"attempts failed, the last with: {self.lastError}"
+        )
+        unavailable.__cause__ = self.lastError
+        return unavailable
+
+    def _policyFailure(self, problem: Exception) -> ServerUnavailableError:
+        unavailable = ServerUnavailableError(
+            f"cannot connect to {self._address} (the last attempt failed with: "
+            f"{self.lastError}), and the pool's retryPolicy failed: {problem}"
+        )
+        unavailable.__cause__ = problem
+        return unavailable
+
+    def proven(self) -> None:
+        """
+        A connection carried a request without breaking: forget the failures.
+        """
+        if self.succeeded():
+            self._log.info(
+                "Circuit to {address} closed",
+                address=self._address,
+                txconnpoolEvent="circuitClosed",
+            )
 
     def succeeded(self) -> bool:
         """

@@ -22,6 +22,7 @@ from . import _upkeep
 from ._circuit import Circuit
 from ._driver import ConnectionDriver
 from ._options import PoolOptions
+from ._readiness import CloseWaiters, ReadyWaiters
 from ._records import Connection, Ping, Request, State
 from .errors import PoolClosedError, PoolTimeoutError, ServerUnavailableError
 
@@ -61,8 +62,6 @@ class Connections:
     @ivar created: Connections that became ready.
     @ivar closed: Ready connections closed.
     @ivar attempted: Connection attempts started.
-    @ivar attemptsFailed: Connection attempts failed, and new connections that broke before
-        proving usable.
     @ivar discards: Closed connections by reason.
     """
 
@@ -92,7 +91,6 @@ class Connections:
         self.created = 0
         self.closed = 0
         self.attempted = 0
-        self.attemptsFailed = 0
         self.discards: dict[str, int] = {}
         self.watcher: ConnectionWatcher | None = None
         self._driver = driver
@@ -107,11 +105,16 @@ class Connections:
         self._onEnded = onEnded
         self._held = 0
         self.circuit = Circuit(
-            self._clock, options.retryPolicy, options.failFastAfter, onRetry=self._changed
+            self._clock,
+            options.retryPolicy,
+            options.failFastAfter,
+            onRetry=self._changed,
+            address=address,
         )
-        self._readyWaiters = _upkeep.ReadyWaiters()
-        self._closeWaiters: list[Deferred[None]] = []
-        self._closeTimer: Any = None
+        self._readyWaiters = ReadyWaiters(self._clock, self._notReady)
+        self._closeWaiters = CloseWaiters(
+            self._clock, lambda: bool(driver.live), driver.dropAll
+        )
 
     @property
     def busy(self) -> int:
@@ -285,53 +288,18 @@ class Connections:
         A connection carried a request without breaking: the server is reachable again.
         """
         connection.proven = True
-        if self.circuit.succeeded():
-            self._log.info(
-                "Circuit to {address} closed",
-                address=self._address,
-                txconnpoolEvent="circuitClosed",
-            )
+        self.circuit.proven()
 
     def connectFailed(self, reason: Failure) -> None:
         """
-        A connection attempt failed, or a new connection broke before it proved usable. The
-        next attempt waits for the backoff delay; after C{failFastAfter} consecutive
-        failures, with no connection open, the waiting requests fail with
-        L{ServerUnavailableError} rather than wait on a server out of reach.
+        A connection attempt failed, or a new connection broke before it proved usable:
+        the next attempt waits for the backoff, and the waiting requests may have to fail.
         """
         if self.closing:
             return
-        self.attemptsFailed += 1
-        delay, policyError = self.circuit.failed(reason.value)
-        if policyError is not None:
-            self._log.error(
-                "retryPolicy of the pool for {address} failed ({problem}); waiting "
-                "requests fail, and the next attempt is in {delay:.2f}s",
-                address=self._address,
-                problem=policyError,
-                delay=delay,
-                txconnpoolEvent="retryPolicyFailed",
-            )
-            self._onUnavailable(lambda: self._policyFailure(policyError))
-            return
-        self._log.warn(
-            "Could not connect to {address} ({failures} consecutive failures): {reason}; "
-            "next attempt in {delay:.2f}s",
-            address=self._address,
-            failures=self.circuit.failures,
-            reason=reason.value,
-            delay=delay,
-            txconnpoolEvent="connectFailed",
-        )
-        if not self.circuit.exhausted() or self.open:
-            return
-        if self.circuit.failures == self._options.failFastAfter:
-            self._log.warn(
-                "Circuit to {address} open: requests fail fast until a connection succeeds",
-                address=self._address,
-                txconnpoolEvent="circuitOpen",
-            )
-        self._onUnavailable(self.unavailable)
+        makeError = self.circuit.connectFailed(reason.value, bool(self.open))
+        if makeError is not None:
+            self._onUnavailable(makeError)
 
     def resize(self, maxClients: int, pipelined: bool) -> None:
         """
@@ -375,8 +343,7 @@ class Connections:
         connection.expiresAt = _upkeep.expiry(now, self._options.maxLifetime, random.random())
         self.checkin(connection)
         if self._readyWaiters and len(self.open) >= self.minClients:
-            for waiter in self._readyWaiters.takeAll():
-                waiter.callback(None)
+            self._readyWaiters.fire()
         self._changed()
 
     def failed(self, connection: Connection, reason: Failure) -> None:
@@ -419,24 +386,10 @@ class Connections:
         if connection.flights:
             self._onEnded(connection, reason)
         self._changed()
-        self._maybeClosed()
+        if self.closing:
+            self._closeWaiters.check()
 
-    # Checkouts, and txconnpool 0.1.1's notifications
-
-    def checkedOut(self, protocol: Any) -> Connection | None:
-        """
-        Find the connection that C{protocol} was checked out on; L{None} when it was lost
-        meanwhile and there is nothing to do.
-
-        @raise ValueError: C{protocol} is not checked out.
-        """
-        connection = self.byProtocol.get(protocol)
-        if connection is not None and connection.state is State.GONE:
-            del self.byProtocol[protocol]
-            return None
-        if connection is None or not isCheckout(connection.holder):
-            raise ValueError(f"{protocol!r} is not checked out from {self._describe()}")
-        return connection
+    # Checkouts
 
     def release(self, connection: Connection) -> None:
         """
@@ -457,38 +410,11 @@ class Connections:
         self.retire(connection, "caller", abort=True)
         self._changed()
 
-    def holdIdle(self, protocol: Any) -> None:
+    def forget(self, protocol: Any) -> Connection | None:
         """
-        Take an idle connection out of service as if checked out (0.1.1's C{clientBusy}).
+        Forget which connection C{protocol} was on, and return it.
         """
-        connection = self.byProtocol.get(protocol)
-        if connection is not None and connection.state is State.IDLE:
-            checkout = Request(None, (), {})
-            checkout.done = True
-            self.hold(connection, checkout)
-
-    def freed(self, protocol: Any) -> None:
-        """
-        0.1.1's C{clientFree}: a connecting connection is ready, a held one comes back.
-        """
-        connection = self.byProtocol.get(protocol)
-        if connection is None:
-            return
-        if connection.state is State.CONNECTING:
-            if not connection.link.settled:
-                self._driver.markReady(connection)
-        elif connection.state is State.GONE:
-            del self.byProtocol[protocol]
-        elif isCheckout(connection.holder):
-            self.release(connection)
-
-    def gone(self, protocol: Any) -> None:
-        """
-        0.1.1's C{clientGone}: remove a connection for good.
-        """
-        connection = self.byProtocol.pop(protocol, None)
-        if connection is not None and connection.state is not State.GONE:
-            self.discard(connection)
+        return self.byProtocol.pop(protocol, None)
 
     # Readiness and closing
 
@@ -500,29 +426,24 @@ class Connections:
             return fail(PoolClosedError(f"{self._describe()} is closed"))
         if len(self.open) >= self.minClients:
             return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        timer = self._clock.callLater(timeout, self._notReady, waiter, timeout)
-        self._readyWaiters.add(waiter, timer)
+        waiter = self._readyWaiters.wait(timeout)
         self._changed()
         return waiter
 
-    def _notReady(self, waiter: Deferred[None], timeout: float) -> None:
-        self._readyWaiters.remove(waiter)
+    def _notReady(self, timeout: float) -> Exception:
         ready = len(self.open)
         lastError = self.circuit.lastError
-        failure: Exception
-        if lastError is not None:
-            failure = ServerUnavailableError(
-                f"only {ready} of {self.minClients} connections to {self._address} are up "
-                f"after {timeout}s; the last connection attempt failed with: {lastError}"
-            )
-            failure.__cause__ = lastError
-        else:
-            failure = PoolTimeoutError(
+        if lastError is None:
+            return PoolTimeoutError(
                 f"only {ready} of {self.minClients} connections to {self._address} are up "
                 f"after {timeout}s"
             )
-        waiter.errback(failure)
+        failure = ServerUnavailableError(
+            f"only {ready} of {self.minClients} connections to {self._address} are up "
+            f"after {timeout}s; the last connection attempt failed with: {lastError}"
+        )
+        failure.__cause__ = lastError
+        return failure
 
     def stopOpening(self) -> None:
         """
@@ -530,9 +451,7 @@ class Connections:
         """
         self.closing = True
         self.circuit.stop()
-        closed = PoolClosedError(f"{self._describe()} was closed")
-        for readyWaiter in self._readyWaiters.takeAll():
-            readyWaiter.errback(closed)
+        self._readyWaiters.failAll(PoolClosedError(f"{self._describe()} was closed"))
 
     def closeAll(self, timeout: float | None) -> Deferred[None]:
         """
@@ -543,52 +462,20 @@ class Connections:
         """
         for connection in self.connecting + self.idle:
             self.retire(connection, "closed")
-        if timeout is not None and self._driver.live:
-            self._closeTimer = self._clock.callLater(timeout, self._driver.dropAll)
+        self._closeWaiters.dropAfter(timeout)
         return self.whenClosed()
 
     def whenClosed(self) -> Deferred[None]:
         """
         @return: A L{Deferred} firing with L{None} once every connection is closed.
         """
-        if not self._driver.live:
-            self._maybeClosed()
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._closeWaiters.append(waiter)
-        return waiter
-
-    def _maybeClosed(self) -> None:
-        if not self.closing or self._driver.live:
-            return
-        if self._closeTimer is not None:
-            if self._closeTimer.active():
-                self._closeTimer.cancel()
-            self._closeTimer = None
-        waiters, self._closeWaiters = self._closeWaiters, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    # Descriptions
+        return self._closeWaiters.wait()
 
     def unavailable(self) -> ServerUnavailableError:
         """
         @return: The error of a request refused because the server is out of reach.
         """
-        unavailable = ServerUnavailableError(
-            f"cannot connect to {self._address}: {self.circuit.failures} consecutive "
-            f"attempts failed, the last with: {self.circuit.lastError}"
-        )
-        unavailable.__cause__ = self.circuit.lastError
-        return unavailable
-
-    def _policyFailure(self, problem: Exception) -> ServerUnavailableError:
-        unavailable = ServerUnavailableError(
-            f"cannot connect to {self._address} (the last attempt failed with: "
-            f"{self.circuit.lastError}), and the pool's retryPolicy failed: {problem}"
-        )
-        unavailable.__cause__ = problem
-        return unavailable
+        return self.circuit.unavailable()
 
 
 def isCheckout(holder: object) -> bool:

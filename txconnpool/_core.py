@@ -18,26 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
-from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from . import _upkeep
+from ._checkouts import Checkouts
 from ._connections import Connections
-from ._deadlines import RequestDeadlines
 from ._driver import ConnectionDriver
 from ._housekeeper import Housekeeper
 from ._options import PoolOptions
-from ._records import Connection, Flight, Request, State
-from .errors import (
-    ConnectionLostError,
-    NoSuchCommand,
-    PoolClosedError,
-    PoolFullError,
-    PoolTimeoutError,
-    RequestTimeoutError,
-)
+from ._records import Connection, Request
+from ._sender import Sender
+from .errors import PoolClosedError, PoolFullError, PoolTimeoutError
 from .stats import WINDOW, TimingWindow
 
 WINDOW_MASK = WINDOW - 1
@@ -78,7 +71,8 @@ class PoolCore:
     @ivar failedRequests: Requests that failed.
     @ivar requestsWaited: Requests that had to wait for a connection.
     @ivar waitTimes: How long requests waited for a connection.
-    @ivar requestTimes: How long requests took once sent.
+    @ivar sender: The requests in flight.
+    @ivar checkouts: The connections handed to callers, by protocol.
     """
 
     _log = Logger()
@@ -96,7 +90,6 @@ class PoolCore:
         self.failedRequests = 0
         self.requestsWaited = 0
         self.waitTimes = TimingWindow()
-        self.requestTimes = TimingWindow()
         self.connections = connections = Connections(
             driver,
             options,
@@ -106,7 +99,7 @@ class PoolCore:
             hooks.closing,
             onChange=self._dispatch,
             onUnavailable=self._failWaiters,
-            onEnded=self._connectionEnded,
+            onEnded=lambda connection, reason: self.sender.connectionEnded(connection, reason),
         )
         self._clock = driver.clock
         self._housekeeper = Housekeeper(
@@ -115,17 +108,27 @@ class PoolCore:
         self._options = options
         self._address = address
         self._hooks = hooks
-        self._broken = hooks.brokenErrors
         self._direct = hooks.direct
-        self._multiplexed = hooks.multiplexed
         self._depth = options.maxRequestsPerClient
         self._validating = options.validateAfterIdle is not None
-        self._deadlines = (
-            None
-            if options.requestTimeout is None
-            else RequestDeadlines(
-                self._clock, options.requestTimeout, lambda: connections.open, self._expire
-            )
+        self.sender = Sender(
+            connections,
+            self._clock,
+            options,
+            address,
+            hooks.brokenErrors,
+            hooks.idempotent,
+            hooks.direct,
+            hooks.multiplexed,
+            self.waiters,
+            dispatch=self._dispatch,
+            settle=self._settle,
+            requeue=self._requeue,
+            resend=self._resend,
+        )
+        self._send = self.sender.send
+        self.checkouts = Checkouts(
+            connections, driver, hooks.describe, self._housekeeper.checkedIn
         )
         self._canceller = self._cancelRequest
         self._dispatching = False
@@ -246,186 +249,6 @@ class PoolCore:
                 connection, method, request.args, request.kwargs, request, request.retried, now
             )
 
-    def _send(
-        self,
-        connection: Connection,
-        method: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        request: Request | None,
-        retried: bool,
-        now: float,
-    ) -> Deferred[Any]:
-        """
-        Send a request on a busy connection.
-
-        @param request: The caller's L{Request}, or L{None} to give the caller the
-            protocol's own L{Deferred}.
-        @return: The caller's L{Deferred}.
-        """
-        flight = Flight(
-            connection, method, args, kwargs, request, retried, now, connection.link.received
-        )
-        flights = connection.flights
-        flights.append(flight)
-        if self._depth > 1:
-            if len(flights) >= self._depth:
-                self.connections.refuse(connection)
-            elif connection not in self.connections.accepting:
-                self.connections.accept(connection)
-        if self._deadlines is not None:
-            self._deadlines.sent(now)
-        protocolMethod = getattr(connection.protocol, method, None)
-        result: Any
-        if not callable(protocolMethod):
-            result = Failure(_noSuchCommand(type(connection.protocol), method))
-        else:
-            try:
-                result = protocolMethod(*args, **kwargs)
-            except Exception:
-                result = Failure()
-        if request is not None:
-            request.flight = flight
-            if isinstance(result, Deferred):
-                flight.deferred = result
-                result.addBoth(self._finished, flight)
-            else:
-                self._finished(result, flight)
-            return request
-        if isinstance(result, Deferred):
-            flight.deferred = result
-            result.addBoth(self._landed, flight)
-            return result
-        outcome = self._landed(result, flight)
-        if isinstance(outcome, Deferred):
-            return outcome
-        return fail(outcome) if isinstance(outcome, Failure) else succeed(outcome)
-
-    def _landed(self, result: Any, flight: Flight) -> Any:
-        """
-        The first callback of a protocol's L{Deferred} handed to the caller: account for the
-        request, and turn a stale connection's failure into a second sending, which the
-        caller's L{Deferred} then waits for.
-        """
-        self._flightDone(flight, result)
-        if isinstance(result, Failure):
-            outcome = self._judge(result, flight)
-            if outcome is None:
-                request = Request(flight.method, flight.args, flight.kwargs, self._canceller)
-                request.queuedAt = self._clock.seconds()
-                request.retried = True
-                self._requeue(request)
-                return request
-            result = outcome
-            self.failedRequests += 1
-        if self.waiters or self.connections.minClients:
-            self._dispatch()
-        return result
-
-    def _finished(self, result: Any, flight: Flight) -> None:
-        """
-        A request that had waited in the queue got its result from the protocol.
-        """
-        self._flightDone(flight, result)
-        request = flight.request
-        assert request is not None
-        if request.done:
-            return
-        if isinstance(result, Failure):
-            outcome = self._judge(result, flight)
-            if outcome is None:
-                request.flight = None
-                request.retried = True
-                self._requeue(request)
-                return
-            result = outcome
-        self._settle(request, result)
-
-    def _judge(self, failure: Failure, flight: Flight) -> Failure | None:
-        """
-        @return: The failure a failed request fails with, or L{None} when it is to be sent
-            again: its connection went away before any reply, and it is safe to resend.
-        """
-        if flight.timedOut:
-            return Failure(self._timeoutError(flight))
-        if failure.check(error.ConnectionClosed, ConnectionLostError):
-            if self._mayRetry(flight):
-                return None
-            if not failure.check(ConnectionLostError):
-                return Failure(self._lostError(failure))
-        return failure
-
-    def _flightDone(self, flight: Flight, result: Any) -> None:
-        """
-        Take a finished request off its connection, and judge the connection by the result:
-        closed if the result says it broke, or if it is closing; otherwise back to the idle
-        connections when it carries nothing more.
-        """
-        connection = flight.connection
-        flights = connection.flights
-        if flights and flights[0] is flight:
-            flights.popleft()
-        elif not self._takeOff(flight):
-            return
-        now = self._clock.seconds()
-        times = self.requestTimes
-        times.samples[times.count & WINDOW_MASK] = now - flight.sentAt
-        times.count += 1
-        if not flights and self._deadlines is not None:
-            self._deadlines.maybeIdle()
-        if connection.state is State.GONE:
-            return
-        connections = self.connections
-        if isinstance(result, Failure) and result.check(*self._broken):
-            cancelled = result.check(CancelledError) is not None
-            # A protocol that settles its own requests closes its connection itself when a
-            # cancelled request's reply could still come; otherwise the connection is fine.
-            if not (cancelled and self._direct and not flight.timedOut) or (
-                connections.closingNow(connection)
-            ):
-                if flight.timedOut:
-                    reason = "timeout"
-                elif cancelled:
-                    reason = "cancelled"
-                else:
-                    reason = "protocolError"
-                connections.retire(connection, reason, abort=True)
-                if reason == "protocolError" and not connection.proven:
-                    connections.connectFailed(result)
-                return
-        if connection.link.lost or connections.closingNow(connection):
-            connections.retire(connection, "lost", abort=True)
-            return
-        if not connection.proven:
-            connections.prove(connection)
-        if connection.holder is not None:
-            return
-        if not flights:
-            connections.refuse(connection)
-            connections.checkin(connection, now=now)
-        elif (
-            self._depth > 1
-            and connection.retiring is None
-            and connection not in connections.accepting
-        ):
-            if _upkeep.expired(connection, now):
-                connections.refuse(connection, retiring="lifetime")
-            else:
-                connections.accept(connection)
-
-    def _mayRetry(self, flight: Flight) -> bool:
-        """
-        Whether a request that failed because its connection went away may be sent again:
-        no reply to it had arrived, it is idempotent, and it was not retried already.
-        """
-        return (
-            not flight.retried
-            and not self.connections.closing
-            and not self.connections.circuit.isOpen()
-            and flight.method in self._hooks.idempotent
-            and flight.connection.link.received == flight.mark
-        )
-
     def _requeue(self, request: Request) -> None:
         """
         Put a request back at the head of the queue, to be sent on another connection.
@@ -444,6 +267,17 @@ class PoolCore:
         if timeout is not None:
             request.timer = self._clock.callLater(timeout, self._waitTimedOut, request)
         self._dispatch()
+
+    def _resend(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+        """
+        Queue the second sending of a request that was sent at once, at the head of the
+        queue.
+        """
+        request = Request(method, args, kwargs, self._canceller)
+        request.queuedAt = self._clock.seconds()
+        request.retried = True
+        self._requeue(request)
+        return request
 
     def _settle(self, request: Request, result: Any) -> None:
         """
@@ -477,26 +311,7 @@ class PoolCore:
         if request.waiting:
             self._dequeue(request)
         elif flight is not None:
-            if self._direct and flight.deferred is not None:
-                flight.deferred.cancel()
-            elif self._takeOff(flight) and not self._multiplexed:
-                self.connections.retire(flight.connection, "cancelled", abort=True)
-            self._dispatch()
-
-    def _takeOff(self, flight: Flight) -> bool:
-        """
-        Remove a request from its connection's requests in flight.
-
-        @return: Whether it was there.
-        """
-        flights = flight.connection.flights
-        try:
-            flights.remove(flight)
-        except ValueError:
-            return False
-        if not flights and self._deadlines is not None:
-            self._deadlines.maybeIdle()
-        return True
+            self.sender.cancel(flight)
 
     def _dequeue(self, request: Request) -> None:
         """
@@ -532,38 +347,6 @@ class PoolCore:
                 )
             ),
         )
-
-    def _expire(self, flight: Flight) -> None:
-        """
-        Fail a request that had no reply within C{requestTimeout}, and drop its connection,
-        whose late reply could not be trusted (unless the protocol multiplexes).
-        """
-        flight.timedOut = True
-        if self._direct and flight.deferred is not None:
-            flight.deferred.cancel()
-            self._takeOff(flight)
-            return
-        self._takeOff(flight)
-        if not self._multiplexed:
-            self.connections.retire(flight.connection, "timeout", abort=True)
-        request = flight.request
-        if request is not None and not request.done:
-            self._settle(request, Failure(self._timeoutError(flight)))
-        else:
-            self._dispatch()
-
-    def _connectionEnded(self, connection: Connection, reason: Failure) -> None:
-        """
-        A connection is gone with requests still in flight that its protocol did not fail.
-        """
-        lost = Failure(self._lostError(reason))
-        for flight in list(connection.flights):
-            if flight.request is not None:
-                self._finished(lost, flight)
-            elif flight.deferred is not None and not flight.deferred.called:
-                flight.deferred.errback(lost)
-            else:
-                self._takeOff(flight)
 
     def _refusal(self) -> Exception | None:
         """
@@ -675,13 +458,6 @@ class PoolCore:
 
     # Checkouts, resizing and closing
 
-    def release(self, connection: Connection) -> None:
-        """
-        A checked-out connection is given back.
-        """
-        self._housekeeper.checkedIn(connection)
-        self.connections.release(connection)
-
     def resize(self, maxClients: int) -> None:
         """
         Change C{maxClients}.
@@ -699,10 +475,7 @@ class PoolCore:
         connections.stopOpening()
         self._housekeeper.stop()
         self._failWaiters(lambda: PoolClosedError(f"{self._hooks.describe()} was closed"))
-        closed = connections.closeAll(timeout)
-        if self._deadlines is not None:
-            closed.addBoth(self._deadlines.stopped)
-        return closed
+        return connections.closeAll(timeout).addBoth(self.sender.stop)
 
     # Descriptions
 
@@ -716,20 +489,3 @@ class PoolCore:
             f"{len(connections.connecting)} connecting, {len(self.waiters)} waiting"
         )
 
-    def _timeoutError(self, flight: Flight) -> RequestTimeoutError:
-        dropped = "" if self._multiplexed else "; the connection was dropped"
-        return RequestTimeoutError(
-            f"no reply to {flight.method} from {self._address} within "
-            f"{self._options.requestTimeout}s{dropped}"
-        )
-
-    def _lostError(self, reason: Failure) -> ConnectionLostError:
-        lost = ConnectionLostError(
-            f"connection to {self._address} was lost before the reply: {reason.value}"
-        )
-        lost.__cause__ = reason.value
-        return lost
-
-
-def _noSuchCommand(protocolClass: type, method: str) -> NoSuchCommand:
-    return NoSuchCommand(f"{protocolClass.__name__} has no method {method!r}")

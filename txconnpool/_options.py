@@ -84,3 +84,28 @@ class PoolOptions:
     leakDetectionThreshold: float | None = field(
         default=None, validator=_seconds(optional=True, positive=True)
     )
+
+
+def checkMaxClients(maxClients: object) -> None:
+    """
+    @raise TypeError: C{maxClients} is not an C{int}.
+    @raise ValueError: C{maxClients} is less than 1.
+    """
+    if isinstance(maxClients, bool) or not isinstance(maxClients, int):
+        raise TypeError(f"maxClients must be an int, not {maxClients!r}")
+    if maxClients < 1:
+        raise ValueError(f"maxClients must be at least 1, not {maxClients!r}")
+
+
+def checkTimeout(name: str, value: object, optional: bool = True) -> None:
+    """
+    @raise TypeError: C{value} is not a number of seconds (or L{None}, if C{optional}).
+    @raise ValueError: C{value} is negative.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a number of seconds or None" if optional else "a number of seconds"
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
+    if not value >= 0:
+        raise ValueError(f"{name} must be 0 or more, not {value!r}")

@@ -8,9 +8,6 @@ small pieces of state that go with them. The pool's core carries the decisions o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
-
-from twisted.internet.defer import Deferred
 
 from ._options import PoolOptions
 from ._records import Connection
@@ -137,39 +134,3 @@ class LeakWatch:
         @return: The earliest deadline watched, or L{None}.
         """
         return min(self._deadlines.values(), default=None)
-
-
-class ReadyWaiters:
-    """
-    The callers of C{whenReady()} still waiting, each with its timeout call.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: list[tuple[Deferred[None], Any]] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._waiters)
-
-    def add(self, waiter: Deferred[None], timer: Any) -> None:
-        """
-        Remember a waiter and its pending timeout.
-        """
-        self._waiters.append((waiter, timer))
-
-    def remove(self, waiter: Deferred[None]) -> None:
-        """
-        Forget a waiter whose timeout came.
-        """
-        self._waiters = [(w, t) for w, t in self._waiters if w is not waiter]
-
-    def takeAll(self) -> list[Deferred[None]]:
-        """
-        Forget every waiter, cancelling their timeouts.
-
-        @return: The waiters, to be fired by the caller.
-        """
-        waiters, self._waiters = self._waiters, []
-        for _, timer in waiters:
-            if timer.active():
-                timer.cancel()
-        return [waiter for waiter, _ in waiters]

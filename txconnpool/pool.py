@@ -21,7 +21,7 @@ from typing_extensions import TypeVar
 from ._address import endpointFor
 from ._core import Hooks, PoolCore
 from ._driver import ConnectionDriver
-from ._options import PoolOptions
+from ._options import PoolOptions, checkMaxClients, checkTimeout
 from .backoff import backoffPolicy
 from .errors import (
     ConnectionLostError,
@@ -169,7 +169,7 @@ class Pool(Generic[_P]):
                 f"reactor must provide IReactorTime (callLater and seconds) for the pool's "
                 f"timeouts, not {reactor!r}"
             )
-        _checkMaxClients(maxClients)
+        checkMaxClients(maxClients)
         options = PoolOptions(
             connectTimeout=connectTimeout,
             requestTimeout=requestTimeout,
@@ -293,9 +293,7 @@ class Pool(Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._core.connections.checkedOut(protocol)
-        if connection is not None:
-            self._core.release(connection)
+        self._core.checkouts.release(protocol)
 
     def discard(self, protocol: _P) -> None:
         """
@@ -304,9 +302,7 @@ class Pool(Generic[_P]):
 
         @raise ValueError: C{protocol} is not checked out from this pool.
         """
-        connection = self._core.connections.checkedOut(protocol)
-        if connection is not None:
-            self._core.connections.discard(connection)
+        self._core.checkouts.discard(protocol)
 
     def connection(self) -> CheckedOutConnection[_P]:
         """
@@ -372,14 +368,14 @@ class Pool(Generic[_P]):
             created=connections.created,
             closed=connections.closed,
             requests=core.requests,
-            failedRequests=core.failedRequests,
+            failedRequests=core.failedRequests + core.sender.failed,
             minClients=self._options.minClients,
             requestsWaited=core.requestsWaited,
             connectsAttempted=connections.attempted,
-            connectsFailed=connections.attemptsFailed,
+            connectsFailed=connections.circuit.failedTotal,
             discarded=DiscardCounts(**connections.discards),
             waitTime=core.waitTimes.summary(),
-            requestTime=core.requestTimes.summary(),
+            requestTime=core.sender.requestTimes.summary(),
         )
 
     def suggestMaxClients(self, maxClients: int) -> None:
@@ -391,7 +387,7 @@ class Pool(Generic[_P]):
         @raise TypeError: C{maxClients} is not an C{int}.
         @raise ValueError: C{maxClients} is less than 1.
         """
-        _checkMaxClients(maxClients)
+        checkMaxClients(maxClients)
         self._core.resize(maxClients)
 
     def close(self, timeout: float | None = None) -> Deferred[None]:
@@ -405,7 +401,7 @@ class Pool(Generic[_P]):
         @return: A L{Deferred} firing with L{None} once every connection is closed. It never
             fails.
         """
-        _checkTimeout("timeout", timeout)
+        checkTimeout("timeout", timeout)
         if self._shutdownTrigger is not None:
             self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
             self._shutdownTrigger = None
@@ -424,7 +420,7 @@ class Pool(Generic[_P]):
         @raise TypeError: C{timeout} is not a number.
         @raise ValueError: C{timeout} is negative.
         """
-        _checkTimeout("timeout", timeout, optional=False)
+        checkTimeout("timeout", timeout, optional=False)
         return self._core.connections.whenReady(timeout)
 
     @property
@@ -460,21 +456,21 @@ class Pool(Generic[_P]):
         and one marked busy with L{clientBusy} or checked out is given back. Anything else is
         left as it is: a request in flight frees its connection by itself.
         """
-        self._core.connections.freed(client)
+        self._core.checkouts.clientFree(client)
 
     def clientBusy(self, client: Any) -> None:
         """
         Take the idle connection C{client} out of service as if checked out, until
         L{clientFree} or L{release} gives it back. Other connections are left as they are.
         """
-        self._core.connections.holdIdle(client)
+        self._core.checkouts.clientBusy(client)
 
     def clientGone(self, client: Any) -> None:
         """
         Remove C{client} from the pool for good, closing its connection if still open. Unknown
         clients are ignored.
         """
-        self._core.connections.gone(client)
+        self._core.checkouts.clientGone(client)
 
     def _atShutdown(self) -> Deferred[None]:
         self._shutdownTrigger = None
@@ -502,19 +498,3 @@ class CheckedOutConnection(Generic[_P]):
         else:
             self._pool.release(protocol)  # type: ignore[arg-type]
 
-
-def _checkMaxClients(maxClients: object) -> None:
-    if isinstance(maxClients, bool) or not isinstance(maxClients, int):
-        raise TypeError(f"maxClients must be an int, not {maxClients!r}")
-    if maxClients < 1:
-        raise ValueError(f"maxClients must be at least 1, not {maxClients!r}")
-
-
-def _checkTimeout(name: str, value: object, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        kind = "a number of seconds or None" if optional else "a number of seconds"
-        raise TypeError(f"{name} must be {kind}, not {value!r}")
-    if not value >= 0:
-        raise ValueError(f"{name} must be 0 or more, not {value!r}")
