@@ -11,7 +11,7 @@ from typing import Any
 
 from ._connections import Connections, isCheckout
 from ._driver import ConnectionDriver
-from ._records import Connection, Request, State
+from ._records import Checkout, Connection, State
 
 
 class Checkouts:
@@ -73,9 +73,7 @@ class Checkouts:
         """
         connection = self._connections.byProtocol.get(protocol)
         if connection is not None and connection.state is State.IDLE:
-            checkout = Request(None, (), {})
-            checkout.done = True
-            self._connections.hold(connection, checkout)
+            self._connections.hold(connection, Checkout(None))
 
     def clientFree(self, protocol: Any) -> None:
         """

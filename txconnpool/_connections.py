@@ -23,7 +23,7 @@ from ._circuit import Circuit
 from ._driver import ConnectionDriver
 from ._options import PoolOptions
 from ._readiness import CloseWaiters, ReadyWaiters
-from ._records import Connection, Ping, Request, State
+from ._records import Checkout, Connection, Ping, State
 from .errors import PoolClosedError, PoolTimeoutError, ServerUnavailableError
 
 
@@ -175,7 +175,7 @@ class Connections:
         connection.validated = False
         return connection
 
-    def hold(self, connection: Connection, holder: Request | Ping) -> None:
+    def hold(self, connection: Connection, holder: Checkout | Ping) -> None:
         """
         Let C{holder} (a checkout or a ping) have a busy connection to itself; an idle one
         is first taken out of service.
@@ -482,4 +482,4 @@ def isCheckout(holder: object) -> bool:
     """
     @return: Whether a connection's holder is a checkout.
     """
-    return isinstance(holder, Request) and holder.method is None
+    return isinstance(holder, Checkout)

@@ -28,7 +28,7 @@ from ._connections import Connections
 from ._driver import ConnectionDriver
 from ._housekeeper import Housekeeper
 from ._options import PoolOptions
-from ._records import Connection, Request
+from ._records import Checkout, Connection, Request
 from ._sender import Sender
 from .errors import PoolClosedError, PoolFullError, PoolTimeoutError
 from .stats import WINDOW, TimingWindow
@@ -241,7 +241,7 @@ class PoolCore:
             request.timer = None
         method = request.method
         if method is None:
-            self.connections.hold(connection, request)
+            self.connections.hold(connection, Checkout(request.origin))
             self._housekeeper.checkedOut(connection, now)
             self._settle(request, connection.protocol)
         else:
@@ -285,6 +285,7 @@ class PoolCore:
         callbacks make queue behind those already waiting.
         """
         request.done = True
+        _unlink(request)
         if request.timer is not None:
             request.timer.cancel()
             request.timer = None
@@ -311,6 +312,7 @@ class PoolCore:
         if request.waiting:
             self._dequeue(request)
         elif flight is not None:
+            _unlink(request)
             self.sender.cancel(flight)
 
     def _dequeue(self, request: Request) -> None:
@@ -489,3 +491,12 @@ class PoolCore:
             f"{len(connections.connecting)} connecting, {len(self.waiters)} waiting"
         )
 
+
+def _unlink(request: Request) -> None:
+    """
+    Part a settled request from its flight, which the protocol may hold on to for a while.
+    """
+    flight = request.flight
+    if flight is not None:
+        flight.request = None
+        request.flight = None

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from . import _upkeep
 from ._connections import Connections
 from ._options import PoolOptions
-from ._records import Connection, Ping, Request, State
+from ._records import Checkout, Connection, Ping, State
 
 
 class Housekeeper:
@@ -196,7 +196,7 @@ class Housekeeper:
 
     def _warnLeak(self, connection: Connection) -> None:
         holder = connection.holder
-        origin = holder.origin if isinstance(holder, Request) else None
+        origin = holder.origin if isinstance(holder, Checkout) else None
         self._log.warn(
             "A connection to {address} has been checked out for more than {threshold}s, "
             "longer than leakDetectionThreshold; it was acquired at:\n{origin}",

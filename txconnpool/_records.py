@@ -108,6 +108,19 @@ class Flight:
         self.timedOut = False
 
 
+class Checkout:
+    """
+    The holder of a connection checked out by a caller.
+
+    @ivar origin: Under leak detection, the stack where the checkout was made.
+    """
+
+    __slots__ = ("origin",)
+
+    def __init__(self, origin: str | None) -> None:
+        self.origin = origin
+
+
 class Ping:
     """
     The holder of a connection taken out of service to be pinged.
@@ -157,7 +170,7 @@ class Connection:
     @ivar protocol: The user's protocol, once connected.
     @ivar state: Where the connection is in its life.
     @ivar flights: The requests in flight on it, oldest first.
-    @ivar holder: The checkout (a L{Request}) or L{Ping} holding it for itself, if any.
+    @ivar holder: The L{Checkout} or L{Ping} holding it for itself, if any.
     @ivar proven: Whether a request or ping completed on it without breaking it.
     @ivar retiring: Why it takes no new requests and closes once its requests are done
         (C{"lifetime"} or C{"surplus"}), or L{None}.
@@ -187,7 +200,7 @@ class Connection:
         self.protocol: Any = None
         self.state = State.CONNECTING
         self.flights: deque[Flight] = deque()
-        self.holder: Request | Ping | None = None
+        self.holder: Checkout | Ping | None = None
         self.proven = False
         self.retiring: str | None = None
         self.validated = False

@@ -187,8 +187,7 @@ class Sender:
         """
         self._flightDone(flight, result)
         request = flight.request
-        assert request is not None
-        if request.done:
+        if request is None or request.done:
             return
         if isinstance(result, Failure):
             outcome = self._judge(result, flight)
@@ -327,7 +326,7 @@ class Sender:
         for flight in list(connection.flights):
             if flight.request is not None:
                 self._finished(lost, flight)
-            elif flight.deferred is not None and not flight.deferred.called:
+            elif self._direct and flight.deferred is not None and not flight.deferred.called:
                 flight.deferred.errback(lost)
             else:
                 self._takeOff(flight)

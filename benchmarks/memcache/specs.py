@@ -43,6 +43,7 @@ WORKLOADS: dict[str, Workload] = {
     for w in (
         Workload("get", "get, 100-byte values", 100),
         Workload("mix", "90% get / 10% set, 100-byte values", 100, setEvery=10),
+        Workload("mix50", "50% get / 50% set, 100-byte values", 100, setEvery=2),
         Workload("get10k", "get, 10 KB values", 10 * 1024),
     )
 }
