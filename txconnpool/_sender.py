@@ -95,8 +95,11 @@ class Sender:
         """
         if self._direct and flight.deferred is not None:
             flight.deferred.cancel()
-        elif self._takeOff(flight) and not self._multiplexed:
-            self._connections.retire(flight.connection, "cancelled", abort=True)
+        elif self._takeOff(flight):
+            if self._multiplexed:
+                self._afterFlight(flight.connection, self._clock.seconds())
+            else:
+                self._connections.retire(flight.connection, "cancelled", abort=True)
         self._dispatch()
 
     def stop(self, result: object = None) -> object:
@@ -236,10 +239,12 @@ class Sender:
         connections = self._connections
         if isinstance(result, Failure) and result.check(*self._broken):
             cancelled = result.check(CancelledError) is not None
-            # A protocol that settles its own requests closes its connection itself when a
-            # cancelled request's reply could still come; otherwise the connection is fine.
-            if not (cancelled and self._direct and not flight.timedOut) or (
-                connections.closingNow(connection)
+            # After a cancel, a protocol that multiplexes drops the late reply, and one that
+            # settles its own requests closes its connection itself if the reply could come.
+            if not (
+                cancelled
+                and (self._multiplexed or (self._direct and not flight.timedOut))
+                and not connections.closingNow(connection)
             ):
                 if flight.timedOut:
                     reason = "timeout"
@@ -251,14 +256,26 @@ class Sender:
                 if reason == "protocolError" and not connection.proven:
                     connections.connectFailed(result)
                 return
-        if connection.link.lost or connections.closingNow(connection):
+        elif not connection.proven:
+            connections.prove(connection)
+        self._afterFlight(connection, now)
+
+    def _afterFlight(self, connection: Connection, now: float) -> None:
+        """
+        A request left a connection that is still open: hand the connection back when it
+        carries nothing more, or let it take one more pipelined request.
+        """
+        connections = self._connections
+        if connection.link.lost:
             connections.retire(connection, "lost", abort=True)
             return
-        if not connection.proven:
-            connections.prove(connection)
         if connection.holder is not None:
             return
+        flights = connection.flights
         if not flights:
+            if connections.closingNow(connection):
+                connections.retire(connection, "lost", abort=True)
+                return
             connections.refuse(connection)
             connections.checkin(connection, now=now)
         elif (
@@ -266,7 +283,9 @@ class Sender:
             and connection.retiring is None
             and connection not in connections.accepting
         ):
-            if _upkeep.expired(connection, now):
+            if connections.closingNow(connection):
+                connections.retire(connection, "lost", abort=True)
+            elif _upkeep.expired(connection, now):
                 connections.refuse(connection, retiring="lifetime")
             else:
                 connections.accept(connection)
@@ -310,7 +329,9 @@ class Sender:
             self._takeOff(flight)
             return
         self._takeOff(flight)
-        if not self._multiplexed:
+        if self._multiplexed:
+            self._afterFlight(flight.connection, self._clock.seconds())
+        else:
             self._connections.retire(flight.connection, "timeout", abort=True)
         request = flight.request
         if request is not None and not request.done:
