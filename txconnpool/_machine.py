@@ -40,6 +40,7 @@ class PoolMachine(Housekeeping):
 
     brokenConnectionErrors: tuple[type[BaseException], ...]
     idempotentMethods: frozenset[str]
+    multiplexed: bool
 
     def __init__(
         self, reactor: Any, endpoint: Any, address: str, maxClients: int, options: PoolOptions
@@ -419,8 +420,27 @@ class PoolMachine(Housekeeping):
         if connection is None:
             self._dequeue(request)
         elif self._takeOff(connection, request):
-            self._retire(connection, "cancelled", abort=True)
+            if self.multiplexed:
+                self._leftInFlight(connection)
+            else:
+                self._retire(connection, "cancelled", abort=True)
             self._dispatch()
+
+    def _leftInFlight(self, connection: Connection) -> None:
+        """
+        A request of a multiplexed protocol was taken off its connection before its reply:
+        the connection goes on as if the request had finished.
+        """
+        if connection.state is not State.BUSY:
+            return
+        if not connection.requests:
+            if connection.accepting:
+                self._stopAccepting(connection)
+            self._checkin(connection)
+        elif not connection.accepting and len(connection.requests) < self._depth:
+            if connection.expiresAt is None or not self._expired(connection):
+                connection.accepting = True
+                self._accepting.append(connection)
 
     def _dequeue(self, request: Request) -> None:
         """
@@ -461,20 +481,26 @@ class PoolMachine(Housekeeping):
     def _requestTimedOut(self, request: Request) -> None:
         """
         A request had no reply within C{requestTimeout} seconds: fail it with
-        L{RequestTimeoutError} and drop its connection, whose late reply cannot be trusted.
+        L{RequestTimeoutError} and drop its connection, whose late reply cannot be trusted
+        (unless the protocol is multiplexed, whose late reply is matched to nothing).
         """
         request.timer = None
         connection = request.connection
         if request.done or connection is None:
             return
+        multiplexed = self.multiplexed
         if self._takeOff(connection, request):
-            self._retire(connection, "timeout", abort=True)
+            if multiplexed:
+                self._leftInFlight(connection)
+            else:
+                self._retire(connection, "timeout", abort=True)
         self._settle(
             request,
             Failure(
                 RequestTimeoutError(
                     f"no reply to {request.method} from {self._address} within "
-                    f"{self._options.requestTimeout}s; the connection was dropped"
+                    f"{self._options.requestTimeout}s"
+                    + ("" if multiplexed else "; the connection was dropped")
                 )
             ),
         )
