@@ -196,10 +196,8 @@ async def sweep(args: argparse.Namespace, server: RedisProcess) -> dict[str, Any
     return {"results": results}
 
 
-def _median(results: list[dict[str, Any]], **match: Any) -> float:
-    values = [
-        r["opsPerSecond"] for r in results if all(r[k] == v for k, v in match.items())
-    ]
+def _median(results: list[dict[str, Any]], field: str = "opsPerSecond", **match: Any) -> float:
+    values = [r[field] for r in results if all(r[k] == v for k, v in match.items())]
     return statistics.median(values)
 
 
@@ -215,8 +213,8 @@ def renderCompare(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"{platform.machine()}.",
         "",
         "| workload | concurrency | RedisPool ops/s | txredisapi ops/s | ratio (median of "
-        "per-round ratios) |",
-        "| --- | --- | --- | --- | --- |",
+        "per-round ratios) | RedisPool CPU µs/op | txredisapi CPU µs/op |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for workload in args.workloads:
         for concurrency in args.concurrency:
@@ -230,9 +228,12 @@ def renderCompare(report: dict[str, Any], args: argparse.Namespace) -> str:
             cell = {"workload": workload, "concurrency": concurrency}
             mine = _median(results, client=subject, **cell)
             theirs = _median(results, client=reference, **cell)
+            cpu = "cpuPerOpMicroseconds"
             lines.append(
                 f"| {workload} | {concurrency} | {mine:,.0f} | {theirs:,.0f} | "
-                f"{statistics.median(ratios):.2f}x |"
+                f"{statistics.median(ratios):.2f}x | "
+                f"{_median(results, cpu, client=subject, **cell):.1f} | "
+                f"{_median(results, cpu, client=reference, **cell):.1f} |"
             )
     errors = sum(r["errors"] for r in results)
     lines += ["", f"Errors: {errors}.", ""]
@@ -247,8 +248,10 @@ def renderSweep(report: dict[str, Any], args: argparse.Namespace) -> str:
         f"{args.poolsize} connections, {args.rounds} interleaved rounds of {args.duration} s; "
         "medians over rounds, and the ratio to depth 1.",
         "",
-        "| depth | " + " | ".join(f"{w} ops/s" for w in args.workloads) + " |",
-        "| --- |" + " --- |" * len(args.workloads),
+        "| depth | "
+        + " | ".join(f"{w} ops/s | {w} CPU µs/op" for w in args.workloads)
+        + " |",
+        "| --- |" + " --- | --- |" * len(args.workloads),
     ]
     for depth in args.depths:
         label = f"RedisPool depth={depth}"
@@ -256,7 +259,8 @@ def renderSweep(report: dict[str, Any], args: argparse.Namespace) -> str:
         for workload in args.workloads:
             value = _median(results, workload=workload, client=label)
             base = _median(results, workload=workload, client=f"RedisPool depth={args.depths[0]}")
-            cells.append(f"{value:,.0f} ({value / base:.2f}x)")
+            cpu = _median(results, "cpuPerOpMicroseconds", workload=workload, client=label)
+            cells.append(f"{value:,.0f} ({value / base:.2f}x) | {cpu:.1f}")
         lines.append(f"| {depth} | " + " | ".join(cells) + " |")
     lines += ["", f"Errors: {sum(r['errors'] for r in results)}.", ""]
     return "\n".join(lines)
@@ -276,11 +280,17 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--depths", nargs="+", type=int,
                         default=[1, 2, 4, 8, 16, 32, 64, 128])
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="only render the report of an earlier run's JSON")
     return parser.parse_args(argv)
 
 
 async def main(args: argparse.Namespace) -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        print(renderSweep(report, args) if args.sweep else renderCompare(report, args))
+        return
     directory = Path(tempfile.mkdtemp(prefix="redis-bench-"))
     server = RedisProcess(directory / "redis.log")
     server.start()

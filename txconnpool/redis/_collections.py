@@ -26,7 +26,7 @@ class CollectionCommands(CommandSender):
         """
         C{HGET}: the value of a field of a hash.
 
-        @return: A L{Deferred} firing with the value, or L{None}.
+        @return: A C{Deferred} firing with the value, or L{None}.
         """
         return self._call(r.optionalBytes, True, b"HGET", key, field)
 
@@ -34,7 +34,7 @@ class CollectionCommands(CommandSender):
         """
         C{HSET}: set fields of a hash.
 
-        @return: A L{Deferred} firing with the number of fields that were new.
+        @return: A C{Deferred} firing with the number of fields that were new.
         """
         if not mapping:
             return refuse(InvalidArgumentError("HSET needs at least one field"))
@@ -47,7 +47,7 @@ class CollectionCommands(CommandSender):
         """
         C{HSETNX}: set a field of a hash only if it is missing.
 
-        @return: A L{Deferred} firing with C{True} if it was set.
+        @return: A C{Deferred} firing with C{True} if it was set.
         """
         return self._call(r.boolean, True, b"HSETNX", key, field, value)
 
@@ -55,7 +55,7 @@ class CollectionCommands(CommandSender):
         """
         C{HMGET}: the values of several fields of a hash.
 
-        @return: A L{Deferred} firing with the values in the order of C{fields}, L{None} for
+        @return: A C{Deferred} firing with the values in the order of C{fields}, L{None} for
             each missing one.
         """
         if not fields:
@@ -66,7 +66,7 @@ class CollectionCommands(CommandSender):
         """
         C{HGETALL}: every field and value of a hash.
 
-        @return: A L{Deferred} firing with a C{dict}, empty for a missing key.
+        @return: A C{Deferred} firing with a C{dict}, empty for a missing key.
         """
         return self._call(r.mapping, True, b"HGETALL", key)
 
@@ -74,7 +74,7 @@ class CollectionCommands(CommandSender):
         """
         C{HDEL}: delete fields of a hash.
 
-        @return: A L{Deferred} firing with the number of fields deleted.
+        @return: A C{Deferred} firing with the number of fields deleted.
         """
         if not fields:
             return refuse(InvalidArgumentError("HDEL needs at least one field"))
@@ -84,7 +84,7 @@ class CollectionCommands(CommandSender):
         """
         C{HEXISTS}: whether a hash has a field.
 
-        @return: A L{Deferred} firing with a C{bool}.
+        @return: A C{Deferred} firing with a C{bool}.
         """
         return self._call(r.boolean, True, b"HEXISTS", key, field)
 
@@ -92,7 +92,7 @@ class CollectionCommands(CommandSender):
         """
         C{HINCRBY}: add to an integer field of a hash.
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.integer, False, b"HINCRBY", key, field, amount)
 
@@ -100,7 +100,7 @@ class CollectionCommands(CommandSender):
         """
         C{HKEYS}: the field names of a hash.
 
-        @return: A L{Deferred} firing with a list of names.
+        @return: A C{Deferred} firing with a list of names.
         """
         return self._call(r.bytesList, True, b"HKEYS", key)
 
@@ -108,7 +108,7 @@ class CollectionCommands(CommandSender):
         """
         C{HVALS}: the values of a hash.
 
-        @return: A L{Deferred} firing with a list of values.
+        @return: A C{Deferred} firing with a list of values.
         """
         return self._call(r.bytesList, True, b"HVALS", key)
 
@@ -116,7 +116,7 @@ class CollectionCommands(CommandSender):
         """
         C{HLEN}: the number of fields of a hash.
 
-        @return: A L{Deferred} firing with the number.
+        @return: A C{Deferred} firing with the number.
         """
         return self._call(r.integer, True, b"HLEN", key)
 
@@ -126,7 +126,7 @@ class CollectionCommands(CommandSender):
         """
         C{LPUSH}: insert values at the head of a list, one after the other.
 
-        @return: A L{Deferred} firing with the new length of the list.
+        @return: A C{Deferred} firing with the new length of the list.
         """
         if not values:
             return refuse(InvalidArgumentError("LPUSH needs at least one value"))
@@ -136,7 +136,7 @@ class CollectionCommands(CommandSender):
         """
         C{RPUSH}: append values to a list.
 
-        @return: A L{Deferred} firing with the new length of the list.
+        @return: A C{Deferred} firing with the new length of the list.
         """
         if not values:
             return refuse(InvalidArgumentError("RPUSH needs at least one value"))
@@ -146,7 +146,7 @@ class CollectionCommands(CommandSender):
         """
         C{LPOP}: remove the first value of a list.
 
-        @return: A L{Deferred} firing with the value, or L{None} for an empty list.
+        @return: A C{Deferred} firing with the value, or L{None} for an empty list.
         """
         return self._call(r.optionalBytes, False, b"LPOP", key)
 
@@ -154,7 +154,7 @@ class CollectionCommands(CommandSender):
         """
         C{RPOP}: remove the last value of a list.
 
-        @return: A L{Deferred} firing with the value, or L{None} for an empty list.
+        @return: A C{Deferred} firing with the value, or L{None} for an empty list.
         """
         return self._call(r.optionalBytes, False, b"RPOP", key)
 
@@ -163,7 +163,7 @@ class CollectionCommands(CommandSender):
         C{LRANGE}: the values from index C{start} to C{stop}, both included (negative
         indexes count from the end).
 
-        @return: A L{Deferred} firing with a list of values.
+        @return: A C{Deferred} firing with a list of values.
         """
         return self._call(r.bytesList, True, b"LRANGE", key, start, stop)
 
@@ -171,7 +171,7 @@ class CollectionCommands(CommandSender):
         """
         C{LLEN}: the length of a list.
 
-        @return: A L{Deferred} firing with the length.
+        @return: A C{Deferred} firing with the length.
         """
         return self._call(r.integer, True, b"LLEN", key)
 
@@ -179,7 +179,7 @@ class CollectionCommands(CommandSender):
         """
         C{LINDEX}: the value at an index of a list.
 
-        @return: A L{Deferred} firing with the value, or L{None} out of range.
+        @return: A C{Deferred} firing with the value, or L{None} out of range.
         """
         return self._call(r.optionalBytes, True, b"LINDEX", key, index)
 
@@ -188,7 +188,7 @@ class CollectionCommands(CommandSender):
         C{LREM}: remove C{count} occurrences of a value (from the head if positive, from the
         tail if negative, all if 0).
 
-        @return: A L{Deferred} firing with the number removed.
+        @return: A C{Deferred} firing with the number removed.
         """
         return self._call(r.integer, False, b"LREM", key, count, value)
 
@@ -196,7 +196,7 @@ class CollectionCommands(CommandSender):
         """
         C{LTRIM}: keep only the values from C{start} to C{stop}.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         return self._call(r.ok, True, b"LTRIM", key, start, stop)
 
@@ -204,7 +204,7 @@ class CollectionCommands(CommandSender):
         """
         C{LSET}: replace the value at an index of a list.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         return self._call(r.ok, True, b"LSET", key, index, value)
 
@@ -214,7 +214,7 @@ class CollectionCommands(CommandSender):
         """
         C{SADD}: add members to a set.
 
-        @return: A L{Deferred} firing with the number of members that were new.
+        @return: A C{Deferred} firing with the number of members that were new.
         """
         if not members:
             return refuse(InvalidArgumentError("SADD needs at least one member"))
@@ -224,7 +224,7 @@ class CollectionCommands(CommandSender):
         """
         C{SREM}: remove members from a set.
 
-        @return: A L{Deferred} firing with the number removed.
+        @return: A C{Deferred} firing with the number removed.
         """
         if not members:
             return refuse(InvalidArgumentError("SREM needs at least one member"))
@@ -234,7 +234,7 @@ class CollectionCommands(CommandSender):
         """
         C{SMEMBERS}: the members of a set.
 
-        @return: A L{Deferred} firing with a C{set}.
+        @return: A C{Deferred} firing with a C{set}.
         """
         return self._call(r.bytesSet, True, b"SMEMBERS", key)
 
@@ -242,7 +242,7 @@ class CollectionCommands(CommandSender):
         """
         C{SISMEMBER}: whether a value is a member of a set.
 
-        @return: A L{Deferred} firing with a C{bool}.
+        @return: A C{Deferred} firing with a C{bool}.
         """
         return self._call(r.boolean, True, b"SISMEMBER", key, member)
 
@@ -250,7 +250,7 @@ class CollectionCommands(CommandSender):
         """
         C{SCARD}: the number of members of a set.
 
-        @return: A L{Deferred} firing with the number.
+        @return: A C{Deferred} firing with the number.
         """
         return self._call(r.integer, True, b"SCARD", key)
 
@@ -258,7 +258,7 @@ class CollectionCommands(CommandSender):
         """
         C{SPOP}: remove a random member of a set.
 
-        @return: A L{Deferred} firing with the member, or L{None} for an empty set.
+        @return: A C{Deferred} firing with the member, or L{None} for an empty set.
         """
         return self._call(r.optionalBytes, False, b"SPOP", key)
 
@@ -266,7 +266,7 @@ class CollectionCommands(CommandSender):
         """
         C{SINTER}: the members common to every set.
 
-        @return: A L{Deferred} firing with a C{set}.
+        @return: A C{Deferred} firing with a C{set}.
         """
         if not keys:
             return refuse(InvalidArgumentError("SINTER needs at least one key"))
@@ -276,7 +276,7 @@ class CollectionCommands(CommandSender):
         """
         C{SUNION}: the members of any of the sets.
 
-        @return: A L{Deferred} firing with a C{set}.
+        @return: A C{Deferred} firing with a C{set}.
         """
         if not keys:
             return refuse(InvalidArgumentError("SUNION needs at least one key"))
@@ -286,7 +286,7 @@ class CollectionCommands(CommandSender):
         """
         C{SDIFF}: the members of the first set that are in none of the others.
 
-        @return: A L{Deferred} firing with a C{set}.
+        @return: A C{Deferred} firing with a C{set}.
         """
         if not keys:
             return refuse(InvalidArgumentError("SDIFF needs at least one key"))
@@ -303,7 +303,7 @@ class CollectionCommands(CommandSender):
         @param mapping: Each member and its score.
         @param nx: Only add new members.
         @param xx: Only update existing members.
-        @return: A L{Deferred} firing with the number of members added.
+        @return: A C{Deferred} firing with the number of members added.
         """
         if not mapping:
             return refuse(InvalidArgumentError("ZADD needs at least one member"))
@@ -322,7 +322,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZREM}: remove members from a sorted set.
 
-        @return: A L{Deferred} firing with the number removed.
+        @return: A C{Deferred} firing with the number removed.
         """
         if not members:
             return refuse(InvalidArgumentError("ZREM needs at least one member"))
@@ -332,7 +332,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZSCORE}: the score of a member.
 
-        @return: A L{Deferred} firing with the score, or L{None} if it is not a member.
+        @return: A C{Deferred} firing with the score, or L{None} if it is not a member.
         """
         return self._call(r.optionalFloating, True, b"ZSCORE", key, member)
 
@@ -340,7 +340,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZINCRBY}: add to the score of a member (a new member starts at 0).
 
-        @return: A L{Deferred} firing with the new score.
+        @return: A C{Deferred} firing with the new score.
         """
         return self._call(r.floating, False, b"ZINCRBY", key, amount, member)
 
@@ -348,7 +348,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZRANK}: the rank of a member, lowest score first, from 0.
 
-        @return: A L{Deferred} firing with the rank, or L{None} if it is not a member.
+        @return: A C{Deferred} firing with the rank, or L{None} if it is not a member.
         """
         return self._call(r.optionalInteger, True, b"ZRANK", key, member)
 
@@ -356,7 +356,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZREVRANK}: the rank of a member, highest score first, from 0.
 
-        @return: A L{Deferred} firing with the rank, or L{None} if it is not a member.
+        @return: A C{Deferred} firing with the rank, or L{None} if it is not a member.
         """
         return self._call(r.optionalInteger, True, b"ZREVRANK", key, member)
 
@@ -364,7 +364,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZCARD}: the number of members of a sorted set.
 
-        @return: A L{Deferred} firing with the number.
+        @return: A C{Deferred} firing with the number.
         """
         return self._call(r.integer, True, b"ZCARD", key)
 
@@ -373,7 +373,7 @@ class CollectionCommands(CommandSender):
         C{ZCOUNT}: the number of members with a score from C{min} to C{max} (numbers, or
         C{"-inf"}, C{"+inf"}, or C{"(1.5"} for an open end).
 
-        @return: A L{Deferred} firing with the number.
+        @return: A C{Deferred} firing with the number.
         """
         return self._call(r.integer, True, b"ZCOUNT", key, min, max)
 
@@ -381,7 +381,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZRANGE}: the members from rank C{start} to C{stop}, lowest score first.
 
-        @return: A L{Deferred} firing with a list of members.
+        @return: A C{Deferred} firing with a list of members.
         """
         return self._call(r.bytesList, True, b"ZRANGE", key, start, stop)
 
@@ -392,7 +392,7 @@ class CollectionCommands(CommandSender):
         C{ZRANGE ... WITHSCORES}: the members from rank C{start} to C{stop} with their
         scores, lowest score first.
 
-        @return: A L{Deferred} firing with a list of C{(member, score)}.
+        @return: A C{Deferred} firing with a list of C{(member, score)}.
         """
         return self._call(r.scored, True, b"ZRANGE", key, start, stop, b"WITHSCORES")
 
@@ -400,7 +400,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZREVRANGE}: the members from rank C{start} to C{stop}, highest score first.
 
-        @return: A L{Deferred} firing with a list of members.
+        @return: A C{Deferred} firing with a list of members.
         """
         return self._call(r.bytesList, True, b"ZREVRANGE", key, start, stop)
 
@@ -411,7 +411,7 @@ class CollectionCommands(CommandSender):
         C{ZREVRANGE ... WITHSCORES}: the members from rank C{start} to C{stop} with their
         scores, highest score first.
 
-        @return: A L{Deferred} firing with a list of C{(member, score)}.
+        @return: A C{Deferred} firing with a list of C{(member, score)}.
         """
         return self._call(r.scored, True, b"ZREVRANGE", key, start, stop, b"WITHSCORES")
 
@@ -422,7 +422,7 @@ class CollectionCommands(CommandSender):
         C{ZRANGEBYSCORE}: the members with a score from C{min} to C{max} (as for
         L{zcount}), lowest first; C{count} of them from the C{offset}th, if given.
 
-        @return: A L{Deferred} firing with a list of members.
+        @return: A C{Deferred} firing with a list of members.
         """
         limit: tuple[object, ...] = () if count is None else (b"LIMIT", offset, count)
         return self._call(r.bytesList, True, b"ZRANGEBYSCORE", key, min, max, *limit)
@@ -433,7 +433,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZRANGEBYSCORE ... WITHSCORES}: as L{zrangebyscore}, with the scores.
 
-        @return: A L{Deferred} firing with a list of C{(member, score)}.
+        @return: A C{Deferred} firing with a list of C{(member, score)}.
         """
         limit: tuple[object, ...] = () if count is None else (b"LIMIT", offset, count)
         return self._call(
@@ -444,7 +444,7 @@ class CollectionCommands(CommandSender):
         """
         C{ZREMRANGEBYSCORE}: remove the members with a score from C{min} to C{max}.
 
-        @return: A L{Deferred} firing with the number removed.
+        @return: A C{Deferred} firing with the number removed.
         """
         return self._call(r.integer, True, b"ZREMRANGEBYSCORE", key, min, max)
 
@@ -452,6 +452,6 @@ class CollectionCommands(CommandSender):
         """
         C{ZREMRANGEBYRANK}: remove the members from rank C{start} to C{stop}.
 
-        @return: A L{Deferred} firing with the number removed.
+        @return: A C{Deferred} firing with the number removed.
         """
         return self._call(r.integer, False, b"ZREMRANGEBYRANK", key, start, stop)

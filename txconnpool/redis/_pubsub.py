@@ -178,7 +178,7 @@ class Subscriptions:
 
     def nextMessage(self) -> Deferred[Message]:
         """
-        @return: A L{Deferred} firing with the oldest unread message, at once or when it
+        @return: A C{Deferred} firing with the oldest unread message, at once or when it
             comes. It fails with L{InvalidRequestError} if the connection is not subscribed
             to anything, and with the connection's error once it is closed.
         """

@@ -41,7 +41,7 @@ class CommandSender:
         """
         Encode a command's arguments and send it, or fail without sending anything.
 
-        @return: A L{Deferred} firing with the converted reply; it fails with an
+        @return: A C{Deferred} firing with the converted reply; it fails with an
             L{InvalidRequestError} leaf when an argument cannot be sent.
         """
         try:
@@ -53,6 +53,6 @@ class CommandSender:
 
 def refuse(error: InvalidRequestError) -> Deferred[_T]:
     """
-    @return: A L{Deferred} failed with C{error}, for a command refused before sending.
+    @return: A C{Deferred} failed with C{error}, for a command refused before sending.
     """
     return fail(error)

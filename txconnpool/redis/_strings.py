@@ -26,7 +26,7 @@ class StringCommands(CommandSender):
         """
         C{GET}: the value of a key.
 
-        @return: A L{Deferred} firing with the value, or L{None} if the key is missing.
+        @return: A C{Deferred} firing with the value, or L{None} if the key is missing.
         """
         return self._call(r.optionalBytes, True, b"GET", key)
 
@@ -49,7 +49,7 @@ class StringCommands(CommandSender):
         @param nx: Store only if the key is missing.
         @param xx: Store only if the key is there.
         @param keepTTL: Keep the key's time to live.
-        @return: A L{Deferred} firing with C{True} when stored, C{False} when C{nx} or C{xx}
+        @return: A C{Deferred} firing with C{True} when stored, C{False} when C{nx} or C{xx}
             prevented it. It fails with L{InvalidArgumentError} for C{ex} with C{px}, C{nx}
             with C{xx}, or either expiry with C{keepTTL}.
         """
@@ -74,7 +74,7 @@ class StringCommands(CommandSender):
         """
         C{MGET}: the values of several keys.
 
-        @return: A L{Deferred} firing with a list of the values in the order of C{keys},
+        @return: A C{Deferred} firing with a list of the values in the order of C{keys},
             L{None} for each missing key.
         """
         if not keys:
@@ -85,7 +85,7 @@ class StringCommands(CommandSender):
         """
         C{MSET}: store several values at once.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         if not mapping:
             return refuse(InvalidArgumentError("MSET needs at least one key"))
@@ -98,7 +98,7 @@ class StringCommands(CommandSender):
         """
         C{INCR}: add 1 to an integer value (a missing key counts as 0).
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.integer, False, b"INCR", key)
 
@@ -106,7 +106,7 @@ class StringCommands(CommandSender):
         """
         C{INCRBY}: add C{amount} to an integer value.
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.integer, False, b"INCRBY", key, amount)
 
@@ -114,7 +114,7 @@ class StringCommands(CommandSender):
         """
         C{INCRBYFLOAT}: add C{amount} to a number.
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.floating, False, b"INCRBYFLOAT", key, amount)
 
@@ -122,7 +122,7 @@ class StringCommands(CommandSender):
         """
         C{DECR}: subtract 1 from an integer value.
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.integer, False, b"DECR", key)
 
@@ -130,7 +130,7 @@ class StringCommands(CommandSender):
         """
         C{DECRBY}: subtract C{amount} from an integer value.
 
-        @return: A L{Deferred} firing with the new value.
+        @return: A C{Deferred} firing with the new value.
         """
         return self._call(r.integer, False, b"DECRBY", key, amount)
 
@@ -138,7 +138,7 @@ class StringCommands(CommandSender):
         """
         C{APPEND}: append to a value (a missing key counts as empty).
 
-        @return: A L{Deferred} firing with the new length of the value.
+        @return: A C{Deferred} firing with the new length of the value.
         """
         return self._call(r.integer, False, b"APPEND", key, value)
 
@@ -146,7 +146,7 @@ class StringCommands(CommandSender):
         """
         C{STRLEN}: the length of a value.
 
-        @return: A L{Deferred} firing with the length, 0 for a missing key.
+        @return: A C{Deferred} firing with the length, 0 for a missing key.
         """
         return self._call(r.integer, True, b"STRLEN", key)
 
@@ -156,7 +156,7 @@ class StringCommands(CommandSender):
         """
         C{DEL}: delete keys.
 
-        @return: A L{Deferred} firing with how many of them existed.
+        @return: A C{Deferred} firing with how many of them existed.
         """
         if not keys:
             return refuse(InvalidArgumentError("DEL needs at least one key"))
@@ -166,7 +166,7 @@ class StringCommands(CommandSender):
         """
         C{EXISTS}: count the keys that exist (a key named twice counts twice).
 
-        @return: A L{Deferred} firing with the count.
+        @return: A C{Deferred} firing with the count.
         """
         if not keys:
             return refuse(InvalidArgumentError("EXISTS needs at least one key"))
@@ -176,7 +176,7 @@ class StringCommands(CommandSender):
         """
         C{TYPE}: the type of a key's value.
 
-        @return: A L{Deferred} firing with C{"string"}, C{"list"}, C{"set"}, C{"zset"},
+        @return: A C{Deferred} firing with C{"string"}, C{"list"}, C{"set"}, C{"zset"},
             C{"hash"}, C{"stream"}, or C{"none"} for a missing key.
         """
         return self._call(r.status, True, b"TYPE", key)
@@ -187,7 +187,7 @@ class StringCommands(CommandSender):
         """
         C{EXPIRE}: make a key expire after C{seconds}.
 
-        @return: A L{Deferred} firing with C{True}, or C{False} if the key is missing.
+        @return: A C{Deferred} firing with C{True}, or C{False} if the key is missing.
         """
         return self._call(r.boolean, True, b"EXPIRE", key, seconds)
 
@@ -195,7 +195,7 @@ class StringCommands(CommandSender):
         """
         C{PEXPIRE}: make a key expire after C{milliseconds}.
 
-        @return: A L{Deferred} firing with C{True}, or C{False} if the key is missing.
+        @return: A C{Deferred} firing with C{True}, or C{False} if the key is missing.
         """
         return self._call(r.boolean, True, b"PEXPIRE", key, milliseconds)
 
@@ -203,7 +203,7 @@ class StringCommands(CommandSender):
         """
         C{EXPIREAT}: make a key expire at a Unix time, in seconds.
 
-        @return: A L{Deferred} firing with C{True}, or C{False} if the key is missing.
+        @return: A C{Deferred} firing with C{True}, or C{False} if the key is missing.
         """
         return self._call(r.boolean, True, b"EXPIREAT", key, timestamp)
 
@@ -211,7 +211,7 @@ class StringCommands(CommandSender):
         """
         C{TTL}: the seconds a key has left to live.
 
-        @return: A L{Deferred} firing with the seconds, -1 for a key that does not expire,
+        @return: A C{Deferred} firing with the seconds, -1 for a key that does not expire,
             -2 for a missing key.
         """
         return self._call(r.integer, True, b"TTL", key)
@@ -220,7 +220,7 @@ class StringCommands(CommandSender):
         """
         C{PTTL}: the milliseconds a key has left to live.
 
-        @return: A L{Deferred} firing with the milliseconds, -1 for a key that does not
+        @return: A C{Deferred} firing with the milliseconds, -1 for a key that does not
             expire, -2 for a missing key.
         """
         return self._call(r.integer, True, b"PTTL", key)
@@ -229,7 +229,7 @@ class StringCommands(CommandSender):
         """
         C{PERSIST}: make a key stop expiring.
 
-        @return: A L{Deferred} firing with C{True}, or C{False} if the key is missing or did
+        @return: A C{Deferred} firing with C{True}, or C{False} if the key is missing or did
             not expire.
         """
         return self._call(r.boolean, True, b"PERSIST", key)
@@ -240,7 +240,7 @@ class StringCommands(CommandSender):
         """
         C{PING}: check that the server answers.
 
-        @return: A L{Deferred} firing with C{"PONG"}.
+        @return: A C{Deferred} firing with C{"PONG"}.
         """
         return self._call(r.pong, True, b"PING")
 
@@ -250,7 +250,7 @@ class StringCommands(CommandSender):
 
         @param section: A section name, such as C{"server"} or C{"memory"}; L{None} for the
             default ones.
-        @return: A L{Deferred} firing with a C{dict} of field names to values, as text.
+        @return: A C{Deferred} firing with a C{dict} of field names to values, as text.
         """
         if section is None:
             return self._call(r.info, True, b"INFO")
@@ -260,7 +260,7 @@ class StringCommands(CommandSender):
         """
         C{DBSIZE}: the number of keys in the database.
 
-        @return: A L{Deferred} firing with the number.
+        @return: A C{Deferred} firing with the number.
         """
         return self._call(r.integer, True, b"DBSIZE")
 
@@ -268,7 +268,7 @@ class StringCommands(CommandSender):
         """
         C{FLUSHDB}: delete every key of the database.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         return self._call(r.ok, False, b"FLUSHDB")
 
@@ -276,6 +276,6 @@ class StringCommands(CommandSender):
         """
         C{PUBLISH}: send a message to a channel's subscribers.
 
-        @return: A L{Deferred} firing with how many clients received it.
+        @return: A C{Deferred} firing with how many clients received it.
         """
         return self._call(r.integer, False, b"PUBLISH", channel, message)

@@ -66,7 +66,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
     A Redis client connection. Commands are sent at once, several may be in flight, and each
     reply goes to its command in order.
 
-    Every method returns a L{Deferred} that fires with the command's reply, typed as the
+    Every method returns a C{Deferred} that fires with the command's reply, typed as the
     method says. It fails with L{ResponseError<txconnpool.redis.errors.ResponseError>} for an
     error reply; with an L{InvalidRequestError<txconnpool.redis.errors.InvalidRequestError>}
     leaf, before anything is sent, for an argument that cannot be sent; with
@@ -75,7 +75,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
     something that cannot be read or does not fit the command (every command in flight then
     fails with it, and the connection is dropped).
 
-    Inside a transaction (after L{multi}), the commands' L{Deferred}s fire when L{exec}
+    Inside a transaction (after L{multi}), the commands' C{Deferred}s fire when L{exec}
     has run them, each with its own typed result.
     """
 
@@ -166,7 +166,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
 
         @param command: The command's name, such as C{"OBJECT"} or C{b"ZUNIONSTORE"}.
         @param args: Its arguments: C{bytes}, C{str} (sent as UTF-8), C{int} or C{float}.
-        @return: A L{Deferred} firing with the reply as it came (see L{Reply
+        @return: A C{Deferred} firing with the reply as it came (see L{Reply
             <txconnpool.redis.Reply>}). Transaction, C{SELECT} and (un)subscribe commands
             are tracked as by their own methods. It fails with L{UnsupportedCommandError
             <txconnpool.redis.errors.UnsupportedCommandError>} for C{MONITOR},
@@ -228,7 +228,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         one up to C{timeout} seconds (0: for ever). The connection carries nothing else
         meanwhile.
 
-        @return: A L{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
+        @return: A C{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
         """
         return self._pop(b"BLPOP", keys, timeout)
 
@@ -236,7 +236,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         """
         C{BRPOP}: as L{blpop}, from the tail of the lists.
 
-        @return: A L{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
+        @return: A C{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
         """
         return self._pop(b"BRPOP", keys, timeout)
 
@@ -247,7 +247,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         C{SELECT}: use another database on this connection. A pool's connection is put back
         on the pool's own database when given back.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         self._selected = True
         return self._call(r.ok, False, b"SELECT", db)
@@ -259,7 +259,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         C{WATCH}: make the next L{exec} fail with L{WatchError
         <txconnpool.redis.errors.WatchError>} if one of C{keys} changes before it.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         if not keys:
             return refuse(InvalidArgumentError("WATCH needs at least one key"))
@@ -270,7 +270,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         """
         C{UNWATCH}: forget the keys watched.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         self._watching = False
         return self._send([b"UNWATCH"], r.ok)
@@ -278,10 +278,10 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
     def multi(self) -> Deferred[None]:
         """
         C{MULTI}: start a transaction. The commands sent until L{exec} are queued by the
-        server; their L{Deferred}s fire once L{exec} has run them (do not wait for them
+        server; their C{Deferred}s fire once L{exec} has run them (do not wait for them
         before calling L{exec}).
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         return self._multi([b"MULTI"]).addCallback(lambda _: None)
 
@@ -294,10 +294,10 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
 
     def exec(self) -> Deferred[list[Reply]]:
         """
-        C{EXEC}: run the commands queued since L{multi}; each of their L{Deferred}s fires
+        C{EXEC}: run the commands queued since L{multi}; each of their C{Deferred}s fires
         with its result (or fails with its error).
 
-        @return: A L{Deferred} firing with the list of the raw results. It fails with
+        @return: A C{Deferred} firing with the list of the raw results. It fails with
             L{WatchError<txconnpool.redis.errors.WatchError>} (and so do the queued
             commands) when a watched key changed, and with L{ResponseError
             <txconnpool.redis.errors.ResponseError>} (C{EXECABORT}) when a command was
@@ -315,7 +315,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         C{DISCARD}: abandon the transaction; the queued commands fail with
         L{TransactionDiscardedError<txconnpool.redis.errors.TransactionDiscardedError>}.
 
-        @return: A L{Deferred} firing with L{None}.
+        @return: A C{Deferred} firing with L{None}.
         """
         return self._discard([b"DISCARD"])
 
@@ -329,10 +329,10 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
     def subscribe(self, *channels: Key) -> Deferred[int]:
         """
         C{SUBSCRIBE}: receive the messages published to C{channels}, with L{nextMessage}.
-        Once subscribed, the connection takes only (un)subscribe commands and L{ping}, and
+        Once subscribed, the connection takes only (un)subscribe commands and C{ping()}, and
         is closed rather than reused when given back to a pool.
 
-        @return: A L{Deferred} firing with the number of subscriptions once each channel is
+        @return: A C{Deferred} firing with the number of subscriptions once each channel is
             confirmed.
         """
         return self._subscribeTo(b"subscribe", channels, needed=True)
@@ -341,7 +341,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         """
         C{PSUBSCRIBE}: as L{subscribe}, for the channels matching glob-style C{patterns}.
 
-        @return: A L{Deferred} firing with the number of subscriptions.
+        @return: A C{Deferred} firing with the number of subscriptions.
         """
         return self._subscribeTo(b"psubscribe", patterns, needed=True)
 
@@ -350,7 +350,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         C{UNSUBSCRIBE}: stop receiving the messages of C{channels} (of every channel if none
         is given).
 
-        @return: A L{Deferred} firing with the number of subscriptions left.
+        @return: A C{Deferred} firing with the number of subscriptions left.
         """
         return self._subscribeTo(b"unsubscribe", channels, needed=False)
 
@@ -358,7 +358,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         """
         C{PUNSUBSCRIBE}: as L{unsubscribe}, for patterns.
 
-        @return: A L{Deferred} firing with the number of subscriptions left.
+        @return: A C{Deferred} firing with the number of subscriptions left.
         """
         return self._subscribeTo(b"punsubscribe", patterns, needed=False)
 
@@ -381,7 +381,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
 
     def nextMessage(self) -> Deferred[Message]:
         """
-        @return: A L{Deferred} firing with the oldest message not read yet (a L{Message
+        @return: A C{Deferred} firing with the oldest message not read yet (a L{Message
             <txconnpool.redis.Message>}), at once or when one comes. It fails with
             L{InvalidRequestError<txconnpool.redis.errors.InvalidRequestError>} when the
             connection is not subscribed, and with L{ConnectionLostError
