@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.protocol import Protocol, connectionDone
@@ -18,7 +18,6 @@ from ..errors import ConnectionLostError, ProtocolError
 from . import _replies as r
 from ._args import (
     BLOCKING,
-    Key,
     checkSupported,
     commandName,
     encodeArg,
@@ -26,42 +25,18 @@ from ._args import (
     isResetting,
 )
 from ._collections import CollectionCommands
+from ._exclusive import ExclusiveCommands
 from ._pubsub import Confirmation, Message, Subscriptions
 from ._replies import Reply, ReplyMismatch
-from ._sender import refuse
 from ._strings import StringCommands
+from ._transaction import Transaction
+from ._waiting import DISCARD, EXEC, NORMAL, QUEUED, SUBSCRIPTION, Waiting
 from ._wire import MAX_LINE_LENGTH, MAX_REPLY_LENGTH, RedisWire
-from .errors import (
-    InvalidArgumentError,
-    InvalidRequestError,
-    ResponseError,
-    TransactionDiscardedError,
-    WatchError,
-)
+from .errors import InvalidRequestError, ResponseError
 
 _T = TypeVar("_T")
 
-_NORMAL, _QUEUED, _EXEC, _DISCARD, _SUBSCRIPTION = range(5)
-
-
-class _Waiting:
-    """
-    A command sent, waiting for its reply.
-    """
-
-    __slots__ = ("blocking", "convert", "deferred", "extra", "kind")
-
-    def __init__(
-        self, deferred: Deferred[Any], convert: Callable[[Reply], Any], kind: int, extra: Any
-    ) -> None:
-        self.deferred = deferred
-        self.convert = convert
-        self.kind = kind
-        self.extra = extra
-        self.blocking = False
-
-
-class RedisProtocol(Protocol, StringCommands, CollectionCommands):
+class RedisProtocol(Protocol, StringCommands, CollectionCommands, ExclusiveCommands):
     """
     A Redis client connection. Commands are sent at once, several may be in flight, and each
     reply goes to its command in order.
@@ -95,12 +70,10 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         self._wire = RedisWire(self._replyReceived, self._unreadable, maxLineLength,
                                maxReplyLength)
         self._encode = self._wire.encode
-        self._waiting: deque[_Waiting] = deque()
+        self._waiting: deque[Waiting] = deque()
         self._closed = False
         self._lostWith: Exception | None = None
-        self._inMulti = False
-        self._queued: list[_Waiting] = []
-        self._watching = False
+        self._tx = Transaction()
         self._selected = False
         self._reset = False
         self._blocking = 0
@@ -119,17 +92,17 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         self,
         args: Sequence[bytes],
         convert: Callable[[Reply], _T],
-        kind: int = _NORMAL,
+        kind: int = NORMAL,
         extra: Any = None,
     ) -> Deferred[_T]:
         if self._closed or self.transport is None:
             return fail(self._closedError())
         self.transport.write(self._encode(args))
         deferred: Deferred[_T] = Deferred()
-        waiting = _Waiting(deferred, convert, kind, extra)
-        if self._inMulti and kind == _NORMAL:
-            waiting.kind = _QUEUED
-            self._queued.append(waiting)
+        waiting = Waiting(deferred, convert, kind, extra)
+        if self._tx.open and kind == NORMAL:
+            waiting.kind = QUEUED
+            self._tx.queued.append(waiting)
         self._waiting.append(waiting)
         return deferred
 
@@ -186,13 +159,13 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         if name == b"DISCARD" and not args:
             return self._discard(full).addCallback(lambda _: "OK")
         if name == b"WATCH":
-            self._watching = True
+            self._tx.watching = True
         elif name == b"UNWATCH":
-            self._watching = False
+            self._tx.watching = False
         elif name == b"SELECT":
             self._selected = True
         elif name[-9:] == b"SUBSCRIBE":
-            return self._subscription(name.lower(), full).addCallback(lambda count: count)
+            return cast("Deferred[Reply]", self._subscription(name.lower(), full))
         if isResetting(name, encoded):
             self._reset = True
         if name in BLOCKING or (name in (b"XREAD", b"XREADGROUP") and b"BLOCK" in
@@ -200,7 +173,13 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
             return self._blockingSend(full, r.anyReply)
         return self._send(full, r.anyReply)
 
-    # Blocking pops
+    # What the exclusive commands stand on
+
+    def _selecting(self) -> None:
+        self._selected = True
+
+    def _watched(self, watching: bool) -> None:
+        self._tx.watching = watching
 
     def _blockingSend(self, args: Sequence[bytes], convert: Callable[[Reply], _T]) -> Deferred[_T]:
         deferred = self._send(args, convert)
@@ -209,174 +188,25 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
             self._blocking += 1
         return deferred
 
-    def _pop(self, command: bytes, keys: tuple[Key, ...], timeout: float) -> Deferred[
-        tuple[bytes, bytes] | None
-    ]:
-        if not keys:
-            return refuse(InvalidArgumentError(f"{command.decode()} needs at least one key"))
-        if timeout < 0:
-            return refuse(InvalidArgumentError(f"a timeout must not be negative: {timeout!r}"))
-        try:
-            args = encodeArgs((command, *keys, timeout))
-        except InvalidRequestError:
-            return fail()
-        return self._blockingSend(args, r.popped)
-
-    def blpop(self, *keys: Key, timeout: float = 0) -> Deferred[tuple[bytes, bytes] | None]:
-        """
-        C{BLPOP}: remove the first value of the first non-empty list of C{keys}, waiting for
-        one up to C{timeout} seconds (0: for ever). The connection carries nothing else
-        meanwhile.
-
-        @return: A C{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
-        """
-        return self._pop(b"BLPOP", keys, timeout)
-
-    def brpop(self, *keys: Key, timeout: float = 0) -> Deferred[tuple[bytes, bytes] | None]:
-        """
-        C{BRPOP}: as L{blpop}, from the tail of the lists.
-
-        @return: A C{Deferred} firing with C{(key, value)}, or L{None} on a timeout.
-        """
-        return self._pop(b"BRPOP", keys, timeout)
-
-    # Databases
-
-    def select(self, db: int) -> Deferred[None]:
-        """
-        C{SELECT}: use another database on this connection. A pool's connection is put back
-        on the pool's own database when given back.
-
-        @return: A C{Deferred} firing with L{None}.
-        """
-        self._selected = True
-        return self._call(r.ok, False, b"SELECT", db)
-
-    # Transactions
-
-    def watch(self, *keys: Key) -> Deferred[None]:
-        """
-        C{WATCH}: make the next L{exec} fail with L{WatchError
-        <txconnpool.redis.errors.WatchError>} if one of C{keys} changes before it.
-
-        @return: A C{Deferred} firing with L{None}.
-        """
-        if not keys:
-            return refuse(InvalidArgumentError("WATCH needs at least one key"))
-        self._watching = True
-        return self._call(r.ok, False, b"WATCH", *keys)
-
-    def unwatch(self) -> Deferred[None]:
-        """
-        C{UNWATCH}: forget the keys watched.
-
-        @return: A C{Deferred} firing with L{None}.
-        """
-        self._watching = False
-        return self._send([b"UNWATCH"], r.ok)
-
-    def multi(self) -> Deferred[None]:
-        """
-        C{MULTI}: start a transaction. The commands sent until L{exec} are queued by the
-        server; their C{Deferred}s fire once L{exec} has run them (do not wait for them
-        before calling L{exec}).
-
-        @return: A C{Deferred} firing with L{None}.
-        """
-        return self._multi([b"MULTI"]).addCallback(lambda _: None)
-
     def _multi(self, args: list[bytes]) -> Deferred[Reply]:
-        if self._inMulti:
+        if self._tx.open:
             return self._send(args, r.anyReply)
         deferred = self._send(args, r.anyReply)
-        self._inMulti = True
+        self._tx.open = True
         return deferred
 
-    def exec(self) -> Deferred[list[Reply]]:
-        """
-        C{EXEC}: run the commands queued since L{multi}; each of their C{Deferred}s fires
-        with its result (or fails with its error).
-
-        @return: A C{Deferred} firing with the list of the raw results. It fails with
-            L{WatchError<txconnpool.redis.errors.WatchError>} (and so do the queued
-            commands) when a watched key changed, and with L{ResponseError
-            <txconnpool.redis.errors.ResponseError>} (C{EXECABORT}) when a command was
-            refused while queued.
-        """
-        return self._exec([b"EXEC"], _list)
-
     def _exec(self, args: list[bytes], convert: Callable[[Reply], _T]) -> Deferred[_T]:
-        queued, self._queued = self._queued, []
-        self._inMulti = self._watching = False
-        return self._send(args, convert, _EXEC, queued)
-
-    def discard(self) -> Deferred[None]:
-        """
-        C{DISCARD}: abandon the transaction; the queued commands fail with
-        L{TransactionDiscardedError<txconnpool.redis.errors.TransactionDiscardedError>}.
-
-        @return: A C{Deferred} firing with L{None}.
-        """
-        return self._discard([b"DISCARD"])
+        return self._send(args, convert, EXEC, self._tx.close())
 
     def _discard(self, args: list[bytes]) -> Deferred[None]:
-        queued, self._queued = self._queued, []
-        self._inMulti = self._watching = False
-        return self._send(args, r.ok, _DISCARD, queued)
-
-    # Publish and subscribe
-
-    def subscribe(self, *channels: Key) -> Deferred[int]:
-        """
-        C{SUBSCRIBE}: receive the messages published to C{channels}, with L{nextMessage}.
-        Once subscribed, the connection takes only (un)subscribe commands and C{ping()}, and
-        is closed rather than reused when given back to a pool.
-
-        @return: A C{Deferred} firing with the number of subscriptions once each channel is
-            confirmed.
-        """
-        return self._subscribeTo(b"subscribe", channels, needed=True)
-
-    def psubscribe(self, *patterns: Key) -> Deferred[int]:
-        """
-        C{PSUBSCRIBE}: as L{subscribe}, for the channels matching glob-style C{patterns}.
-
-        @return: A C{Deferred} firing with the number of subscriptions.
-        """
-        return self._subscribeTo(b"psubscribe", patterns, needed=True)
-
-    def unsubscribe(self, *channels: Key) -> Deferred[int]:
-        """
-        C{UNSUBSCRIBE}: stop receiving the messages of C{channels} (of every channel if none
-        is given).
-
-        @return: A C{Deferred} firing with the number of subscriptions left.
-        """
-        return self._subscribeTo(b"unsubscribe", channels, needed=False)
-
-    def punsubscribe(self, *patterns: Key) -> Deferred[int]:
-        """
-        C{PUNSUBSCRIBE}: as L{unsubscribe}, for patterns.
-
-        @return: A C{Deferred} firing with the number of subscriptions left.
-        """
-        return self._subscribeTo(b"punsubscribe", patterns, needed=False)
-
-    def _subscribeTo(self, command: bytes, names: tuple[Key, ...], needed: bool) -> Deferred[int]:
-        if needed and not names:
-            return refuse(InvalidArgumentError(f"{command.decode().upper()} needs a name"))
-        try:
-            args = encodeArgs((command.upper(), *names))
-        except InvalidRequestError:
-            return fail()
-        return self._subscription(command, args)
+        return self._send(args, r.ok, DISCARD, self._tx.close())
 
     def _subscription(self, command: bytes, args: list[bytes]) -> Deferred[int]:
         if self._closed or self.transport is None:
             return fail(self._closedError())
         self._reset = True
         confirmation = self._pubsub.started(command, len(args) - 1 or None)
-        self._send(args, r.anyReply, _SUBSCRIPTION, confirmation)
+        self._send(args, r.anyReply, SUBSCRIPTION, confirmation)
         return confirmation.deferred
 
     def nextMessage(self) -> Deferred[Message]:
@@ -412,9 +242,9 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         """
         if self._closed or self._reset or self._blocking or self._pubsub.active():
             return False
-        if self._inMulti:
+        if self._tx.open:
             self._discard([b"DISCARD"]).addErrback(_ignore)
-        elif self._watching:
+        elif self._tx.watching:
             self.unwatch().addErrback(_ignore)
         if self._selected:
             self._selected = False
@@ -440,7 +270,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
             return
         head = waiting[0]
         kind = head.kind
-        if kind == _NORMAL:
+        if kind == NORMAL:
             waiting.popleft()
             if head.blocking:
                 self._blocking -= 1
@@ -453,18 +283,20 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
                 self._outOfStep(head, e)
                 return
             head.deferred.callback(value)
-        elif kind == _SUBSCRIPTION:
+        elif kind == SUBSCRIPTION:
             self._confirmed(head, reply)
         else:
             waiting.popleft()
-            if kind == _QUEUED:
-                self._queuedReply(head, reply)
-            elif kind == _EXEC:
-                self._executed(head, reply)
+            if kind == QUEUED:
+                mismatch = self._tx.queuedReply(head, reply, waiting)
+            elif kind == EXEC:
+                mismatch = self._tx.executed(head, reply)
             else:
-                self._discarded(head, reply)
+                mismatch = self._tx.discarded(head, reply)
+            if mismatch is not None:
+                self._outOfStep(head, mismatch)
 
-    def _confirmed(self, head: _Waiting, reply: Reply) -> None:
+    def _confirmed(self, head: Waiting, reply: Reply) -> None:
         confirmation: Confirmation = head.extra
         if type(reply) is ResponseError:
             self._waiting.popleft()
@@ -476,70 +308,9 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         elif done:
             self._waiting.popleft()
 
-    def _queuedReply(self, head: _Waiting, reply: Reply) -> None:
-        if reply == "QUEUED":
-            return
-        if head in self._queued:
-            self._queued.remove(head)
-        for entry in self._waiting:
-            if entry.kind in (_EXEC, _DISCARD) and head in entry.extra:
-                entry.extra.remove(head)
-        if type(reply) is ResponseError:
-            head.deferred.errback(reply)
-            return
-        # No transaction was open after all (MULTI was refused): an ordinary reply.
-        try:
-            value = head.convert(reply)
-        except ReplyMismatch as e:
-            self._outOfStep(head, e)
-            return
-        head.deferred.callback(value)
-
-    def _executed(self, head: _Waiting, reply: Reply) -> None:
-        queued: list[_Waiting] = head.extra
-        if type(reply) is list and len(reply) == len(queued):
-            for entry, result in zip(queued, reply):
-                if type(result) is ResponseError:
-                    entry.deferred.errback(result)
-                    continue
-                try:
-                    value = entry.convert(result)
-                except ReplyMismatch as e:
-                    entry.deferred.errback(ProtocolError(f"a result of EXEC does not fit: {e}"))
-                else:
-                    entry.deferred.callback(value)
-            try:
-                value = head.convert(reply)
-            except ReplyMismatch as e:
-                self._outOfStep(head, e)
-                return
-            head.deferred.callback(value)
-            return
-        error: Exception
-        if reply is None:
-            error = WatchError("EXEC did not run the transaction: a watched key changed")
-        elif type(reply) is ResponseError:
-            error = reply
-        else:
-            self._outOfStep(head, ReplyMismatch(f"EXEC gave {reply!r:.200}"))
-            return
-        for entry in queued:
-            entry.deferred.errback(error)
-        head.deferred.errback(error)
-
-    def _discarded(self, head: _Waiting, reply: Reply) -> None:
-        for entry in head.extra:
-            entry.deferred.errback(TransactionDiscardedError("the transaction was discarded"))
-        if type(reply) is ResponseError:
-            head.deferred.errback(reply)
-        elif reply == "OK":
-            head.deferred.callback(None)
-        else:
-            self._outOfStep(head, ReplyMismatch(f"DISCARD gave {reply!r:.200}"))
-
     # Failures
 
-    def _outOfStep(self, head: _Waiting, mismatch: ReplyMismatch) -> None:
+    def _outOfStep(self, head: Waiting, mismatch: ReplyMismatch) -> None:
         """
         A reply does not fit its command: the stream is out of step.
         """
@@ -576,19 +347,16 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
 
     def _failAll(self, error: Exception) -> None:
         waiting, self._waiting = self._waiting, deque()
-        queued, self._queued = self._queued, []
         self._blocking = 0
         for entry in waiting:
             self._failOne(entry, error)
-        for entry in queued:
-            if not entry.deferred.called:
-                entry.deferred.errback(error)
+        self._tx.fail(error)
         self._pubsub.close(error)
 
-    def _failOne(self, entry: _Waiting, error: Exception) -> None:
-        if entry.kind == _SUBSCRIPTION:
+    def _failOne(self, entry: Waiting, error: Exception) -> None:
+        if entry.kind == SUBSCRIPTION:
             self._pubsub.abandon(entry.extra, error)
-        elif entry.kind in (_EXEC, _DISCARD):
+        elif entry.kind in (EXEC, DISCARD):
             for queued in entry.extra:
                 if not queued.deferred.called:
                     queued.deferred.errback(error)
@@ -600,12 +368,6 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands):
         if self._lostWith is not None:
             return self._lostWith
         return ConnectionLostError("the connection to Redis is not open")
-
-
-def _list(reply: Reply) -> list[Reply]:
-    if type(reply) is list:
-        return reply
-    raise ReplyMismatch(f"expected an array, got {reply!r:.200}")
 
 
 def _ignore(failure: Failure) -> None:
