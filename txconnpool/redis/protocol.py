@@ -50,7 +50,7 @@ class RedisProtocol(Protocol, StringCommands, CollectionCommands, ExclusiveComma
     something that cannot be read or does not fit the command (every command in flight then
     fails with it, and the connection is dropped).
 
-    Inside a transaction (after L{multi}), the commands' C{Deferred}s fire when L{exec}
+    Inside a transaction (after C{multi()}), the commands' C{Deferred}s fire when C{exec()}
     has run them, each with its own typed result.
     """
 
