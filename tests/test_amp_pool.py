@@ -171,6 +171,28 @@ def test_cancelOfTheOnlyRequestFreesTheConnection() -> None:
     close(pool, clock)
 
 
+def test_cancelMakesRoomOnAFullConnection() -> None:
+    """
+    On a connection carrying maxRequestsPerClient requests, cancelling one in flight makes
+    room for the oldest waiting request, sent on the same connection.
+    """
+    pool, clock, endpoint = makePool(maxRequestsPerClient=2)
+    first, second, waiting = pool.ask("first"), pool.ask("second"), pool.ask("waiting")
+    link = Link(endpoint.attempts[0])
+    link.pump()
+    assert set(link.server.held) == {"first", "second"}
+    assert pool.poolStats().waiting == 1
+    first.cancel()
+    link.pump()
+    assert set(link.server.held) == {"first", "second", "waiting"}
+    link.answer("waiting", "first", "second")
+    assert resultOf(waiting) == {"tag": "waiting"}
+    assert resultOf(second) == {"tag": "second"}
+    failureOf(first, CancelledError)
+    assert (len(endpoint.attempts), pool.poolStats().closed) == (1, 0)
+    close(pool, clock)
+
+
 def test_requestTimeoutKeepsTheConnection() -> None:
     """
     A request without an answer within requestTimeout fails with RequestTimeoutError and
