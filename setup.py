@@ -49,6 +49,7 @@ setup(
             "txredisapi>=1.4.10",
         ],
         "prometheus": ["prometheus_client>=0.17"],
+        "redis": ["txredisapi>=1.4.10"],
         "bench": [
             "matplotlib>=3.7",
             "tqdm>=4.60",

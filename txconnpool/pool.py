@@ -65,11 +65,10 @@ class Pool(Generic[_P]):
     @cvar idempotentMethods: Names of the protocol methods that are safe to send twice. A
         request for one of them that fails because its connection had been closed before any
         reply arrived (a stale idle connection) is sent once more on another connection.
-    @cvar multiplexed: Whether the protocol tags each reply with its request's id, so that
-        replies may arrive in any order and a request cancelled or timed out in flight
-        leaves its connection usable (its late reply is matched to nothing and dropped by
-        the protocol). C{False} by default: a request abandoned in flight discards its
-        connection.
+    @cvar multiplexed: Whether the protocol tags each reply with its request's id, so replies
+        may arrive in any order and a request cancelled or timed out in flight leaves its
+        connection usable (its late reply is matched to nothing and dropped by the protocol).
+        C{False} by default: such a request discards its connection.
     """
 
     clientFactory: type[PooledClientFactory] = PooledClientFactory
