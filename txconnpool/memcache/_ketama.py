@@ -62,9 +62,12 @@ def pointsPerServer(weight: int, totalWeight: int, servers: int) -> int:
 class Continuum:
     """
     A ketama continuum over servers numbered from 0 in the order given.
+
+    @ivar values: The points, in ascending order.
+    @ivar owners: The server owning each point of C{values}, by number.
     """
 
-    __slots__ = ("_owners", "_values")
+    __slots__ = ("owners", "values")
 
     def __init__(self, points: Sequence[tuple[int, int]]) -> None:
         """
@@ -74,8 +77,8 @@ class Continuum:
         if not points:
             raise ValueError("a continuum needs at least one point")
         ordered = sorted(points)
-        self._values = [value for value, _ in ordered]
-        self._owners = [owner for _, owner in ordered]
+        self.values = [value for value, _ in ordered]
+        self.owners = [owner for _, owner in ordered]
 
     @classmethod
     def weighted(cls, servers: Sequence[tuple[bytes, int]]) -> Continuum:
@@ -111,26 +114,26 @@ class Continuum:
         """
         The number of points.
         """
-        return len(self._values)
+        return len(self.values)
 
     def lookup(self, hashValue: int) -> int:
         """
         @return: The server owning the first point at or above C{hashValue}, or the first point.
         """
-        index = bisect_left(self._values, hashValue)
-        if index == len(self._values):
+        index = bisect_left(self.values, hashValue)
+        if index == len(self.values):
             index = 0
-        return self._owners[index]
+        return self.owners[index]
 
     def shares(self) -> list[float]:
         """
         @return: For each server that has points, by number, the fraction of the 32-bit hash
             space it owns (a server's arc ends at its point).
         """
-        count = max(self._owners) + 1
+        count = max(self.owners) + 1
         owned = [0] * count
-        previous = self._values[-1] - 2**32
-        for value, owner in zip(self._values, self._owners):
+        previous = self.values[-1] - 2**32
+        for value, owner in zip(self.values, self.owners):
             owned[owner] += value - previous
             previous = value
         return [arc / 2**32 for arc in owned]
