@@ -134,7 +134,7 @@ def test_aRetriedMultiGetThatSucceedsFiresWithTheValues() -> None:
     """
     p = Proxied()
     d = p.pool.getMultiple(iter([b"k1", "k2"]), True)
-    protocol, transport = p.connect()
+    protocol, _ = p.connect()
     protocol.dataReceived(b"SERVER_ERROR timeout\r\n")
     protocol.dataReceived(b"VALUE k1 0 1 7\r\na\r\nEND\r\nEND\r\n")
     assert resultOf(d) == {b"k1": (0, b"7", b"a"), "k2": (0, b"", None)}
@@ -205,3 +205,20 @@ def test_withoutProxyStatsIsSent() -> None:
     protocol.dataReceived(b"END\r\n")
     assert resultOf(d) == {}
     assert pool.proxy is None
+
+
+def test_aPingAnsweredWithServerErrorProvesTheConnection() -> None:
+    """
+    In twemproxy mode a ping whose version nutcracker answers SERVER_ERROR (the backend it
+    chose is down) still succeeds: the proxy answered.
+    """
+    p = Proxied()
+    d = p.pool.acquire()
+    _, transport = p.connect()
+    protocol = resultOf(d)
+    ping = p.pool.pingConnection(protocol)
+    assert transport.value() == b"version\r\n"
+    protocol.dataReceived(b"SERVER_ERROR Connection refused\r\n")
+    assert isinstance(resultOf(ping), ServerError)
+    p.pool.release(protocol)
+    p.close()

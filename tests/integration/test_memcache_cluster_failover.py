@@ -149,7 +149,7 @@ async def test_ejectionMovesKeysAndTheNodeComesBack(nodes: list[MemcachedProcess
         [n.endpoint for n in nodes], ejectAfter=3, retryTimeout=0.3, **OPTIONS
     )
     victim = nodes[0]
-    victimPool = list(cluster.pools.values())[0]
+    victimPool = next(iter(cluster.pools.values()))
     victimKeys = [k for k in KEYS if cluster.poolFor(k) is victimPool]
     ejected = nextEvent("nodeEjected")
     killed: list[int] = []

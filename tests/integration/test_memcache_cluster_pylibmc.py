@@ -43,7 +43,7 @@ KEYS = (
     [b"key-%d" % i for i in range(150)]
     + [b"user:%d:profile" % i for i in range(50)]
     + [bytes([0x80 + i % 0x7F]) + b"-raw-%d" % i for i in range(50)]
-    + [("ключ-%d-€" % i).encode() for i in range(50)]
+    + [f"ключ-{i}-€".encode() for i in range(50)]
 )
 """300 keys, a third with bytes of 0x80 or more (sign-extended by the C key hashes)."""
 
@@ -96,7 +96,7 @@ async def test_clusterAndPylibmcShareKeys(
     if HASHES[hash] is not None:
         behaviors["hash"] = HASHES[hash]
     client = pylibmc.Client(
-        ["%s:%d:%d" % (*address(s), w) for s, w in zip(servers, weightList)],
+        ["{}:{}:{}".format(*address(s), w) for s, w in zip(servers, weightList)],
         behaviors=behaviors,
     )
     cluster = MemCacheCluster(

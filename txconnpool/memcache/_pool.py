@@ -79,9 +79,9 @@ class MemCachePool(Pool[MemCacheProtocol]):
         """
         self.batchGets = batchGets
         self.proxy = proxy
-        twemproxy = proxyRequests(proxy, partial(Pool.performRequest, self))
-        if twemproxy is not None:
-            self.performRequest = twemproxy.performRequest  # type: ignore[method-assign]
+        self._twemproxy = proxyRequests(proxy, partial(Pool.performRequest, self))
+        if self._twemproxy is not None:
+            self.performRequest = self._twemproxy.performRequest  # type: ignore[method-assign]
         Pool.__init__(self, *args, **kwargs)
 
     def connectionClosing(self, protocol: MemCacheProtocol) -> bool:
@@ -97,6 +97,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
 
         @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version.
         """
+        if self._twemproxy is not None:
+            return self._twemproxy.ping(protocol)
         return protocol.version()  # type: ignore[return-value]
 
     def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:

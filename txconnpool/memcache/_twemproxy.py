@@ -7,6 +7,8 @@ and C{version}. On anything else (C{stats}, C{flush_all}, C{verbosity}, C{gat}/C
 meta commands) and on a key longer than 250 bytes, it closes the connection without a reply,
 losing every request in flight on it. So here:
 
+  - C{version}, which nutcracker forwards to one backend, answers a keepalive or validation
+    ping even when it comes back C{SERVER_ERROR}: the proxy did answer;
   - a command outside that list fails at once with L{UnsupportedCommandError}, and a key over
     250 bytes with L{InvalidKeyError}; nothing is written;
   - nutcracker splits a multi-key get by backend, and when one backend is down it answers the
@@ -129,6 +131,19 @@ class TwemproxyRequests:
             withIdentifier = args[1] if len(args) > 1 else kwargs.get("withIdentifier", False)
             d.addErrback(self._retryGet, key, withIdentifier)
         return d
+
+    def ping(self, protocol: Any) -> Deferred[object]:
+        """
+        Ping a connection to nutcracker with C{version}, which nutcracker forwards to one of
+        its backends: a C{SERVER_ERROR} reply (that backend is down) still proves that the
+        connection answers.
+
+        @param protocol: The connection's L{MemCacheProtocol<txconnpool.memcache.protocol.
+            MemCacheProtocol>}.
+        @return: A L{Deferred} firing with the version, or with the L{ServerError}.
+        """
+        d: Deferred[object] = protocol.version()
+        return d.addErrback(lambda failure: failure.trap(ServerError) and failure.value)
 
     def _single(self, key: Any, withIdentifier: bool, retries: int) -> Deferred[Any]:
         """
