@@ -84,7 +84,10 @@ CONFIGS = {
     "fnv1a_32": {"hash": "fnv1a_32", "weights": (2, 1, 1), "names": False, "hashTag": None},
     "one_at_a_time": {"hash": "one_at_a_time", "weights": (1, 1, 1), "names": True,
                       "hashTag": None},
+    "crc": {"hash": "crc", "weights": (1, 1, 1), "names": False, "hashTag": None},
 }
+"""Each configuration's key hash (ours; nutcracker calls C{crc} C{crc32}), weights, whether
+the servers have names, and hash tag."""
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -105,7 +108,8 @@ async def test_clusterFindsWhatNutcrackerStored(
         for s, w, n in zip(backends, weights, names)
     ]
     proxy = NutcrackerProcess(
-        tmp_path, lines, hash=settings["hash"], hashTag=settings["hashTag"]
+        tmp_path, lines, hash="crc32" if settings["hash"] == "crc" else settings["hash"],
+        hashTag=settings["hashTag"],
     )
     proxy.start()
     keys = list(KEYS)
@@ -128,7 +132,8 @@ async def test_clusterFindsWhatNutcrackerStored(
         pools = list(cluster.pools.values())
         assert {k: pools.index(cluster.poolFor(k)) for k in keys} == theirs
         assert await cluster.getMultiple(keys) == {k: (0, b"v-" + k) for k in keys}
-        assert len(set(theirs.values())) == 3
+        if settings["hash"] != "crc":  # 15-bit hashes: most keys share the first arc
+            assert len(set(theirs.values())) == 3
     finally:
         await viaProxy.close()
         await cluster.close()

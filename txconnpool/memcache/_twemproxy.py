@@ -83,12 +83,19 @@ def proxyRequests(proxy: object, send: Send) -> TwemproxyRequests | None:
     return TwemproxyRequests(send)
 
 
-def _tooLong(key: object) -> bool:
+def _encodedLength(key: object) -> int:
+    """
+    The length of a key once encoded (a C{str} as UTF-8), or 0 for what is not a key (left
+    for the protocol to refuse).
+    """
     if isinstance(key, str):
-        return len(key) > MAX_KEY_LENGTH // 4 and len(key.encode("utf-8", "replace")) > (
-            MAX_KEY_LENGTH
-        )
-    return isinstance(key, bytes) and len(key) > MAX_KEY_LENGTH
+        # A str of at most 62 characters is at most 248 bytes in UTF-8: no need to encode it.
+        return len(key) if len(key) <= 62 else len(key.encode("utf-8", "replace"))
+    return len(key) if isinstance(key, bytes) else 0
+
+
+def _tooLong(key: object) -> bool:
+    return _encodedLength(key) > MAX_KEY_LENGTH
 
 
 class TwemproxyRequests:
@@ -178,8 +185,7 @@ class TwemproxyRequests:
 
 
 def _keyError(key: object) -> InvalidKeyError:
-    length = len(key.encode("utf-8", "replace")) if isinstance(key, str) else len(key)  # type: ignore[arg-type]
     return InvalidKeyError(
         f"nutcracker closes the connection on keys longer than {MAX_KEY_LENGTH} bytes; "
-        f"this one has {length}"
+        f"this one has {_encodedLength(key)}"
     )
