@@ -10,7 +10,6 @@ from typing import Any, Generic, TypeVar
 
 from .errors import InvalidRequestError, MemCacheError
 
-__all__ = ["PartialResultError", "UnsupportedCommandError"]
 
 _K = TypeVar("_K")
 

@@ -8,7 +8,6 @@ from attrs import frozen
 
 from ..stats import PoolStats
 
-__all__ = ["ClusterStats", "NodeStats"]
 
 
 @frozen
