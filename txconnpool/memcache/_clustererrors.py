@@ -10,7 +10,6 @@ from typing import Any, Generic, TypeVar
 
 from .errors import InvalidRequestError, MemCacheError
 
-
 _K = TypeVar("_K")
 
 

@@ -9,7 +9,6 @@ from attrs import frozen
 from ..stats import PoolStats
 
 
-
 @frozen
 class NodeStats:
     """
