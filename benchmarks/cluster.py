@@ -1,20 +1,26 @@
 """
-The sharded memcached benchmark: MemCacheCluster against pylibmc (libmemcached, ketama) run in
-threads and pymemcache's HashClient run in threads, over three local memcached servers. Run
-from the repository root::
+The sharded memcached benchmark: MemCacheCluster against pylibmc (libmemcached, ketama) and
+pymemcache's HashClient, over three local memcached servers. Run from the repository root::
 
     .venv/bin/python -m benchmarks.cluster [--quick] [--rounds N] [--duration S]
 
 Workloads: C{get} (100-byte values) and C{mix} (50% get, 50% set) at C{--concurrency}
 callers (default 100), and C{multi}: a C{getMultiple} of 100 keys spanning the three nodes per
-operation, at C{--multi-concurrency} callers (default 10). The MemCacheCluster callers are
-coroutines on one reactor; each pylibmc and pymemcache caller is a thread with a client of its
-own (pylibmc clients are not thread-safe), the most favourable way to run them.
+operation, at C{--multi-concurrency} callers (default 10). Clients:
+
+  - C{cluster}: MemCacheCluster with its default settings, the callers coroutines on one
+    reactor;
+  - C{pylibmc-pool}: pylibmc as a Twisted application uses a blocking client, the callers
+    coroutines on one reactor calling it through C{deferToThreadPool} on a thread pool of
+    C{--threads} threads (default 10, the reactor's own size), each thread with a client of its
+    own (pylibmc clients are not thread-safe);
+  - C{pylibmc} and C{pymemcache}: no reactor, each caller a thread with a client of its own,
+    the most favourable way to run them.
 
 Every key is stored on every server, so each client finds every key whatever its placement.
 Each measurement runs in a process of its own, in interleaved rounds with a shuffled client
 order; the report gives each client's median throughput and the median of its per-round ratio
-to pylibmc. It writes C{cluster.md} and C{cluster.json} into C{--output-dir}
+to C{pylibmc} (threads). It writes C{cluster.md} and C{cluster.json} into C{--output-dir}
 (C{benchmarks/results/} by default).
 """
 
@@ -37,9 +43,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = 1000
 VALUE = b"v" * 100
-CLIENTS = ("cluster", "pylibmc", "pymemcache")
+CLIENTS = ("cluster", "pylibmc", "pylibmc-pool", "pymemcache")
 LABELS = {
     "cluster": "MemCacheCluster (Twisted)",
+    "pylibmc-pool": "pylibmc, ketama, Twisted thread pool of 10",
     "pylibmc": "pylibmc, ketama, 1 thread per caller",
     "pymemcache": "pymemcache HashClient, 1 thread per caller",
 }
@@ -58,12 +65,62 @@ def multiKeys(i: int) -> list[bytes]:
 # Workers: one measurement each, in a process of their own
 
 
-def runCluster(spec: dict[str, Any]) -> dict[str, Any]:
-    from twisted.internet import defer, reactor
-
+def clusterOperations(spec: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """
+    MemCacheCluster's get, set and getMultiple, and its close.
+    """
     from txconnpool.memcache import MemCacheCluster
 
     cluster = MemCacheCluster([f"tcp:127.0.0.1:{p}" for p in spec["ports"]])
+    return cluster.get, cluster.set, cluster.getMultiple, cluster.close
+
+
+def threadPoolOperations(spec: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """
+    pylibmc's get, set and get_multi run in a Twisted thread pool (deferToThreadPool), each
+    thread with a pylibmc client of its own, as a Twisted application would use pylibmc.
+    """
+    import pylibmc
+    from twisted.internet import reactor
+    from twisted.internet.threads import deferToThreadPool
+    from twisted.python.threadpool import ThreadPool
+
+    base = pylibmc.Client([f"127.0.0.1:{p}" for p in spec["ports"]], binary=False,
+                          behaviors={"ketama_weighted": True, "tcp_nodelay": True})
+    local = threading.local()
+
+    def client() -> Any:
+        mine = getattr(local, "client", None)
+        if mine is None:
+            mine = local.client = base.clone()
+        return mine
+
+    pool = ThreadPool(minthreads=spec["threads"], maxthreads=spec["threads"])
+    pool.start()
+
+    def get(k: bytes) -> Any:
+        return deferToThreadPool(reactor, pool, lambda: client().get(k))
+
+    def store(k: bytes, v: bytes) -> Any:
+        return deferToThreadPool(reactor, pool, lambda: client().set(k, v))
+
+    def multi(keys: list[bytes]) -> Any:
+        return deferToThreadPool(reactor, pool, lambda: client().get_multi(keys))
+
+    def close() -> Any:
+        from twisted.internet.defer import succeed
+
+        pool.stop()
+        return succeed(None)
+
+    return get, store, multi, close
+
+
+def runCluster(spec: dict[str, Any]) -> dict[str, Any]:
+    from twisted.internet import defer, reactor
+
+    make = clusterOperations if spec["client"] == "cluster" else threadPoolOperations
+    get, store, getMultiple, close = make(spec)
     counts = {"ops": 0, "errors": 0, "measuring": False, "stopped": False}
     workload = spec["workload"]
 
@@ -73,11 +130,11 @@ def runCluster(spec: dict[str, Any]) -> dict[str, Any]:
             i += 7919
             try:
                 if workload == "multi":
-                    await cluster.getMultiple(multiKeys(i))
+                    await getMultiple(multiKeys(i))
                 elif workload == "mix" and i % 2:
-                    await cluster.set(key(i % KEYS), VALUE)
+                    await store(key(i % KEYS), VALUE)
                 else:
-                    await cluster.get(key(i % KEYS))
+                    await get(key(i % KEYS))
             except Exception:
                 counts["errors"] += 1
             if counts["measuring"]:
@@ -97,12 +154,12 @@ def runCluster(spec: dict[str, Any]) -> dict[str, Any]:
         counts["stopped"] = True
 
     async def main() -> None:
-        await cluster.version()
+        await get(key(0))
         callers = [defer.Deferred.fromCoroutine(caller(i)) for i in range(spec["concurrency"])]
         reactor.callLater(spec["warmup"], start)  # type: ignore[attr-defined]
         reactor.callLater(spec["warmup"] + spec["duration"], stop)  # type: ignore[attr-defined]
         await defer.gatherResults(callers)
-        await cluster.close()
+        await close()
 
     d = defer.Deferred.fromCoroutine(main())
     d.addBoth(lambda r: reactor.stop())  # type: ignore[attr-defined]
@@ -172,7 +229,7 @@ def runThreads(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker(spec: dict[str, Any]) -> None:
-    run = runCluster if spec["client"] == "cluster" else runThreads
+    run = runCluster if spec["client"] in ("cluster", "pylibmc-pool") else runThreads
     result = run(spec)
     result["opsPerSec"] = result["ops"] / result["elapsed"]
     print(json.dumps(result))
@@ -184,7 +241,8 @@ def worker(spec: dict[str, Any]) -> None:
 def measure(args: argparse.Namespace, ports: list[int], client: str, workload: str,
             concurrency: int) -> dict[str, Any]:
     spec = {"client": client, "workload": workload, "concurrency": concurrency,
-            "warmup": args.warmup, "duration": args.duration, "ports": ports}
+            "warmup": args.warmup, "duration": args.duration, "ports": ports,
+            "threads": args.threads}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.cluster", "--worker", json.dumps(spec)],
@@ -239,7 +297,8 @@ def report(results: list[dict[str, Any]], cells: list[tuple[str, int]],
             ops = statistics.median(r["opsPerSec"] for r in mine)
             cpu = statistics.median(r["cpu"] / max(r["ops"], 1) * 1e6 for r in mine)
             ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
-            lines.append(f"| {workload} | {concurrency} | {LABELS[client]} | {ops:,.0f} | "
+            label = LABELS[client].replace("of 10", f"of {meta['threads']}")
+            lines.append(f"| {workload} | {concurrency} | {label} | {ops:,.0f} | "
                          f"{ratio} | {cpu:.0f} | {sum(r['errors'] for r in mine)} |")
     failed = [r for r in results if "failed" in r]
     if failed:
@@ -256,7 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--multi-concurrency", type=int, default=10, dest="multiConcurrency")
+    parser.add_argument("--threads", type=int, default=10,
+                        help="threads of pylibmc-pool's thread pool (default 10, the size of "
+                             "the reactor's own)")
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=CLIENTS)
+    parser.add_argument("--workloads", nargs="+", default=["get", "mix", "multi"],
+                        choices=["get", "mix", "multi"])
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results",
                         dest="outputDir")
     parser.add_argument("--seed", type=int, default=None)
@@ -276,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     for server in servers:
         server.start()
     ports = [server.port for server in servers]
-    cells = [("get", args.concurrency), ("mix", args.concurrency),
-             ("multi", args.multiConcurrency)]
+    cells = [(w, args.multiConcurrency if w == "multi" else args.concurrency)
+             for w in args.workloads]
     rng = random.Random(args.seed)
     results: list[dict[str, Any]] = []
     started = time.time()
@@ -301,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
         "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+        "threads": args.threads,
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadAverage": " / ".join(f"{v:.1f}" for v in os.getloadavg()), "memcached": version,
     }
