@@ -277,10 +277,12 @@ def report(results: list[dict[str, Any]], cells: list[tuple[str, int]],
         f"{meta['warmup']} s of warm-up, Python {meta['python']}, {meta['cpus']} CPUs, "
         f"load average {meta['loadAverage']}; three memcached {meta['memcached']} on "
         "127.0.0.1, sharing the CPUs with the clients.", "",
-        "Operations per second (median over rounds) and the median of the per-round ratio "
-        "to pylibmc. A `multi` operation is one getMultiple of 100 keys.", "",
-        "| workload | callers | client | ops/s | ratio to pylibmc | CPU µs/op | errors |",
-        "|---|---|---|---|---|---|---|",
+        "Operations per second (median over rounds), and the medians of the per-round ratios "
+        "to pylibmc in threads and to pylibmc in a Twisted thread pool. A `multi` operation is "
+        "one getMultiple of 100 keys.", "",
+        "| workload | callers | client | ops/s | ratio to pylibmc (threads) | "
+        "ratio to pylibmc (Twisted thread pool) | CPU µs/op | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for workload, concurrency in cells:
         cell = [r for r in results if r["workload"] == workload
@@ -289,21 +291,28 @@ def report(results: list[dict[str, Any]], cells: list[tuple[str, int]],
             mine = [r for r in cell if r["client"] == client]
             if not mine:
                 continue
-            ratios = []
-            for r in mine:
-                ref = [x for x in cell if x["client"] == REFERENCE and x["round"] == r["round"]]
-                if ref and ref[0]["opsPerSec"]:
-                    ratios.append(r["opsPerSec"] / ref[0]["opsPerSec"])
+            ratio = [_ratio(mine, cell, reference) for reference in (REFERENCE, "pylibmc-pool")]
             ops = statistics.median(r["opsPerSec"] for r in mine)
             cpu = statistics.median(r["cpu"] / max(r["ops"], 1) * 1e6 for r in mine)
-            ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
             label = LABELS[client].replace("of 10", f"of {meta['threads']}")
-            lines.append(f"| {workload} | {concurrency} | {label} | {ops:,.0f} | "
-                         f"{ratio} | {cpu:.0f} | {sum(r['errors'] for r in mine)} |")
+            lines.append(f"| {workload} | {concurrency} | {label} | {ops:,.0f} | {ratio[0]} | "
+                         f"{ratio[1]} | {cpu:.0f} | {sum(r['errors'] for r in mine)} |")
     failed = [r for r in results if "failed" in r]
     if failed:
         lines += ["", f"{len(failed)} measurements failed: {failed[:3]}"]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(mine: list[dict[str, Any]], cell: list[dict[str, Any]], reference: str) -> str:
+    """
+    The median of the per-round ratios of C{mine} to C{reference} in the same cell.
+    """
+    ratios = []
+    for r in mine:
+        ref = [x for x in cell if x["client"] == reference and x["round"] == r["round"]]
+        if ref and ref[0]["opsPerSec"]:
+            ratios.append(r["opsPerSec"] / ref[0]["opsPerSec"])
+    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
