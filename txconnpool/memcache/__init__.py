@@ -1,9 +1,13 @@
 """
 memcached through a pool of connections: L{MemCachePool}, its hardened protocol
-L{MemCacheProtocol}, and their errors.
+L{MemCacheProtocol}, and their errors; and sharded over several servers, placed as
+libmemcached and twemproxy place keys: L{MemCacheCluster}.
 """
 
+from ._clustererrors import PartialResultError, UnsupportedCommandError
+from ._clusterstats import ClusterStats, NodeStats
 from ._pool import MemCacheClientFactory, MemCachePool
+from .cluster import MemCacheCluster
 from .errors import (
     ClientError,
     InvalidArgumentError,
@@ -19,15 +23,20 @@ from .protocol import MemCacheProtocol
 
 __all__ = [
     "ClientError",
+    "ClusterStats",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidRequestError",
     "InvalidTypeError",
     "InvalidValueError",
     "MemCacheClientFactory",
+    "MemCacheCluster",
     "MemCacheError",
     "MemCachePool",
     "MemCacheProtocol",
+    "NodeStats",
+    "PartialResultError",
     "ServerError",
     "UnknownCommandError",
+    "UnsupportedCommandError",
 ]

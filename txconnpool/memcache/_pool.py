@@ -6,11 +6,13 @@ L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>} as methods.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
 from ..pool import Pool, PooledClientFactory
+from ._twemproxy import proxyRequests
 from .protocol import MemCacheProtocol
 
 Key = bytes | str
@@ -60,14 +62,26 @@ class MemCachePool(Pool[MemCacheProtocol]):
     )
     defaultMaxRequestsPerClient = 128
 
-    def __init__(self, *args: Any, batchGets: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, batchGets: bool = True, proxy: str | None = None, **kwargs: Any
+    ) -> None:
         """
         Take the arguments of L{Pool}, and:
 
         @param batchGets: Gather the C{get}s sent on a connection while it has other requests
             in flight into one multi-key C{get} per reactor turn (see L{MemCacheProtocol}).
+        @param proxy: C{"twemproxy"} when the server is a nutcracker (twemproxy) proxy: the
+            commands it does not support, and keys over 250 bytes, fail at once with
+            L{UnsupportedCommandError} or L{InvalidKeyError} instead of being sent (nutcracker
+            would close the connection); gets that nutcracker fails because one of its
+            backends is down are sent again key by key, so that only that backend's keys
+            fail. See L{txconnpool.memcache._twemproxy}.
         """
         self.batchGets = batchGets
+        self.proxy = proxy
+        self._twemproxy = proxyRequests(proxy, partial(Pool.performRequest, self))
+        if self._twemproxy is not None:
+            self.performRequest = self._twemproxy.performRequest  # type: ignore[method-assign]
         Pool.__init__(self, *args, **kwargs)
 
     def connectionClosing(self, protocol: MemCacheProtocol) -> bool:
@@ -83,6 +97,8 @@ class MemCachePool(Pool[MemCacheProtocol]):
 
         @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version.
         """
+        if self._twemproxy is not None:
+            return self._twemproxy.ping(protocol)
         return protocol.version()  # type: ignore[return-value]
 
     def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:

@@ -52,9 +52,21 @@ class MemcachedProcess:
         host: str | None = "127.0.0.1",
         socketPath: str | None = None,
         extraArgs: tuple[str, ...] = (),
+        port: int | None = None,
     ) -> None:
+        """
+        @param logPath: Where memcached's output goes.
+        @param host: The loopback address to listen on, unless C{socketPath} is given.
+        @param socketPath: A unix socket path to listen on instead of TCP.
+        @param extraArgs: More memcached arguments.
+        @param port: The TCP port to listen on (such as 11211 on C{127.0.0.2}); a free one if
+            L{None}.
+        """
         self.host = host if socketPath is None else None
-        self.port = freePort(host) if self.host is not None and host is not None else None
+        if self.host is None or host is None:
+            self.port = None
+        else:
+            self.port = freePort(host) if port is None else port
         self.socketPath = socketPath
         self.logPath = logPath
         self.extraArgs = extraArgs
