@@ -92,6 +92,15 @@ def checkKey(key: object) -> bytes:
     return encoded
 
 
+def checkKeyType(key: object) -> bytes | str:
+    """
+    Return C{key} if it is C{bytes} or C{str}, or raise L{InvalidTypeError}.
+    """
+    if not isinstance(key, (bytes, str)):
+        raise InvalidTypeError(f"memcached key must be bytes or str, not {type(key).__name__}")
+    return key
+
+
 class PrefixedKeys:
     """
     A key checker that puts C{prefix} in front of every key, and checks the whole.
