@@ -476,8 +476,10 @@ def test_ignoreErrorsTurnsFailuresIntoMissesAndFailedWrites() -> None:
     assert len(ignored) == 9
     assert {e["outcome"] for e in ignored} == {"miss", "failed write"}
     c.clock.advance(0)
+    bad = c.pool.get(b"bad key")
+    assert len(c.endpoint.attempts) == 2
     c.endpoint.attempts[-1].succeed()
-    failureOf(c.pool.get(b"bad key"), InvalidKeyError)
+    failureOf(bad, InvalidKeyError)
     pending = c.pool.get(b"k")
     pending.cancel()
     failureOf(pending, CancelledError)
