@@ -14,7 +14,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from txconnpool.errors import ConnectionLostError, ProtocolError
+from txconnpool.errors import ConnectionLostError, ProtocolError, RequestTimeoutError
 from txconnpool.memcache.errors import (
     InvalidArgumentError,
     InvalidKeyError,
@@ -547,3 +547,66 @@ def test_replySizeDefaults() -> None:
     assert MemCacheProtocol(maxValueSize=2**27).maxReplySize == 2**27
     with pytest.raises(ValueError, match="must not be less than maxValueSize"):
         MemCacheProtocol(maxValueSize=100, maxReplySize=99)
+
+
+# requestTimeout
+
+
+def test_requestTimeoutFailsTheOldestRequestAndDrops() -> None:
+    """
+    A request without a reply requestTimeout seconds after it was written fails with
+    RequestTimeoutError; the connection is dropped and the others fail with
+    ConnectionLostError.
+    """
+    proto, transport, clock = connect(requestTimeout=2)
+    first = proto.get(b"a")
+    clock.advance(1)
+    second = proto.get(b"b")
+    clock.advance(0.9)
+    assertNoResult(first)
+    clock.advance(0.1)
+    error = failureOf(first, RequestTimeoutError).value
+    assert "no reply to memcached get within 2s" in str(error)
+    failureOf(second, ConnectionLostError)
+    assert transport.disconnecting
+    assert clock.getDelayedCalls() == []
+
+
+def test_requestTimeoutFollowsEachRequest() -> None:
+    """
+    Each request gets requestTimeout seconds from its own sending: one answered in time
+    moves the deadline to the next.
+    """
+    proto, _, clock = connect(requestTimeout=2)
+    first = proto.get(b"a")
+    clock.advance(1.5)
+    second = proto.get(b"b")
+    proto.dataReceived(b"END\r\n")
+    assert resultOf(first) == (0, None)
+    clock.advance(1.9)
+    assertNoResult(second)
+    clock.advance(0.1)
+    failureOf(second, RequestTimeoutError)
+
+
+def test_requestTimeoutTimerRunsOutWhenIdle() -> None:
+    """
+    Once nothing is pending, the deadline timer runs out by itself and is not set again.
+    """
+    proto, _, clock = connect(requestTimeout=2, timeOut=None)
+    d = proto.get(b"a")
+    proto.dataReceived(b"END\r\n")
+    resultOf(d)
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(2)
+    assert clock.getDelayedCalls() == []
+    assert not proto.closed
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", True])
+def test_badRequestTimeout(value: Any) -> None:
+    """
+    requestTimeout must be a positive number or None.
+    """
+    with pytest.raises(InvalidArgumentError, match="requestTimeout must be a positive number"):
+        MemCacheProtocol(requestTimeout=value)

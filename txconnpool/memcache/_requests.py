@@ -30,9 +30,10 @@ class Request:
     accepts to its result; C{hasData} tells that a data block followed the command line.
     """
 
-    __slots__ = ("command", "deferred", "hasData", "replies")
+    __slots__ = ("command", "deferred", "hasData", "replies", "sentAt")
 
     deferred: Deferred[Any]
+    sentAt: float
 
     def __init__(
         self, command: str, replies: dict[bytes, bool] | None = None, hasData: bool = False

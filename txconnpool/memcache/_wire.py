@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, cast
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -27,12 +27,13 @@ from txconnpool.memcache._requests import (
     Request,
     StatsRequest,
 )
+from txconnpool.memcache._timers import WireTimers
 from txconnpool.memcache.errors import ReplyTooLargeError, ServerError
 
 _log = Logger()
 
 
-class MemCacheWire(Protocol):
+class MemCacheWire(WireTimers, Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection.
     """
@@ -42,6 +43,8 @@ class MemCacheWire(Protocol):
     maxReplySize: int
     maxStatsSize: int
     timeOut: float | None
+    requestTimeout: float | None
+    _deadlineCall: IDelayedCall | None
     _pending: deque[Request]
     _answerable: int
     _closed: bool
@@ -57,9 +60,6 @@ class MemCacheWire(Protocol):
     _batchGets: bool
     _batch: GetBatch | None
     _flushCall: IDelayedCall | None
-
-    def callLater(self, delay: float, f: Any) -> IDelayedCall:
-        raise NotImplementedError()
 
     # Receiving
 
@@ -255,6 +255,7 @@ class MemCacheWire(Protocol):
         if self._lostReason is None:
             self._lostReason = reason
         self._cancelTimeout()
+        self._cancelDeadline()
         self._clearBuffers()
         pending = self._pending
         while pending:
@@ -291,6 +292,7 @@ class MemCacheWire(Protocol):
         wasClosed = self._closed
         self._closed = True
         self._cancelTimeout()
+        self._cancelDeadline()
         self._clearBuffers()
         pending, self._pending = self._pending, deque()
         transport = self.transport
@@ -331,33 +333,6 @@ class MemCacheWire(Protocol):
         lost.__cause__ = cause
         self._shutDown(lost, req, cause)
 
-    # Timeout
-
-    def _resetTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            if self._pending and self.timeOut is not None:
-                call.reset(self.timeOut)
-            else:
-                self._cancelTimeout()
-
-    def _cancelTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            self._timeoutCall = None
-            if call.active():
-                call.cancel()
-
-    def _timedOut(self) -> None:
-        self._timeoutCall = None
-        if self._pending and not self._closed:
-            self._shutDown(
-                TimeoutError(
-                    f"memcached sent nothing for {self.timeOut} seconds while "
-                    f"{len(self._pending)} requests were pending; connection dropped"
-                )
-            )
-
     # Sending
 
     def _send(self, req: Request, data: bytes) -> Deferred[Any]:
@@ -371,6 +346,8 @@ class MemCacheWire(Protocol):
         self._pending.append(req)
         if self._timeoutCall is None and self.timeOut is not None:
             self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        if self.requestTimeout is not None:
+            self._startDeadline(req)
         transport.write(data)
         return d
 
@@ -393,6 +370,9 @@ class MemCacheWire(Protocol):
         self._pending.extend(reqs)
         if self._timeoutCall is None and self.timeOut is not None:
             self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        if self.requestTimeout is not None:
+            for req in reqs:
+                self._startDeadline(req)
         transport.write(data)
         return ds
 
@@ -424,6 +404,8 @@ class MemCacheWire(Protocol):
             self._pending.append(batch)
             if self._timeoutCall is None and self.timeOut is not None:
                 self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+            if self.requestTimeout is not None:
+                self._startDeadline(batch)
             self._flushCall = self.callLater(0, self._flush)
         d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
         batch.add(wireKey, d)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -120,6 +120,11 @@ class MemCacheProtocol(StorageCommands):
 
     @ivar timeOut: seconds without any data from the server, while requests are pending,
         after which they all fail and the connection is dropped; C{None} never times out.
+    @ivar requestTimeout: seconds a request may wait for its reply once written, after which
+        it fails with L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>}, the
+        connection is dropped and the other pending requests fail with
+        L{ConnectionLostError}; C{None} (the default) for no limit. One timer per connection
+        serves every request.
     @ivar maxValueSize: largest value, in bytes, that may be stored or received.
     @ivar maxReplySize: largest total, in bytes, of the values of one reply to a multi-key
         C{get} (L{getMultiple}, or a batch of gets).
@@ -139,6 +144,7 @@ class MemCacheProtocol(StorageCommands):
         maxReplySize: int | None = None,
         maxStatsSize: int = DEFAULT_MAX_STATS_SIZE,
         keyPrefix: bytes | str = b"",
+        requestTimeout: float | None = None,
         clock: IReactorTime | None = None,
         batchGets: bool = False,
     ) -> None:
@@ -153,6 +159,7 @@ class MemCacheProtocol(StorageCommands):
         @param keyPrefix: put in front of every key (a C{str} is encoded as UTF-8); the
             250-byte limit applies to the prefixed key. Results keyed by key, such as those
             of L{getMultiple}, use the keys given, without the prefix.
+        @param requestTimeout: see C{requestTimeout} above.
         @param clock: the source of timeouts; the global reactor when C{None}. (Assigning
             the instance's C{callLater}, as with Twisted's C{TimeoutMixin}, also works.)
         @param batchGets: gather the single-key L{get}s made while other requests are
@@ -162,13 +169,16 @@ class MemCacheProtocol(StorageCommands):
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument is out of range.
         """
-        if timeOut is not None and not (
-            isinstance(timeOut, (int, float)) and not isinstance(timeOut, bool) and timeOut > 0
-        ):
-            raise InvalidArgumentError(
-                f"timeOut must be a positive number or None, not {timeOut!r}"
-            )
+        for name, seconds in (("timeOut", timeOut), ("requestTimeout", requestTimeout)):
+            if seconds is not None and not (
+                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be a positive number or None, not {seconds!r}"
+                )
         self.timeOut = timeOut
+        self.requestTimeout = requestTimeout
+        self._deadlineCall: IDelayedCall | None = None
         self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
         if maxReplySize is None:
             maxReplySize = max(DEFAULT_MAX_REPLY_SIZE, self.maxValueSize)
@@ -224,17 +234,6 @@ class MemCacheProtocol(StorageCommands):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {state}, {len(self._pending)} pending>"
-
-    def callLater(self, delay: float, f: Callable[[], None]) -> IDelayedCall:
-        """
-        Schedule C{f} after C{delay} seconds on the clock given to the constructor.
-        """
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
-        return clock.callLater(delay, f)
 
     # Keys
 
