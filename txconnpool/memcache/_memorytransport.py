@@ -1,7 +1,8 @@
 """
 An in-memory connection between a client protocol and a server protocol: what each writes
-reaches the other on a later turn of the reactor (or of a L{Clock}), in order, as over a
-socket. L{MemoryEndpoint} connects a client factory to a server factory that way.
+reaches the other on a later turn of the reactor (or of a
+L{Clock<twisted.internet.task.Clock>}), in order, as over a socket. L{MemoryEndpoint}
+connects a client factory to a server factory that way.
 """
 
 from __future__ import annotations

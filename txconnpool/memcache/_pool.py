@@ -20,8 +20,6 @@ from ._writes import WriteCommands
 from .protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE, MemCacheProtocol
 from .serializers import BytesSerializer, Serializer
 
-__all__ = ["DEFAULT_REQUEST_TIMEOUT", "MemCacheClientFactory", "MemCachePool"]
-
 Key = bytes | str
 _V = TypeVar("_V", default=bytes)
 

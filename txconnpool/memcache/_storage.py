@@ -132,7 +132,7 @@ class StorageCommands(MemCacheWire):
     ) -> Deferred[dict[_K, bool]]:
         """
         Store several values, with one C{set} each, all written at once. A value is
-        C{bytes}, stored with C{flags}, or a C{(flags, value)} tuple as L{get} returns it.
+        C{bytes}, stored with C{flags}, or a C{(flags, value)} tuple as C{get} returns it.
         Nothing is written unless every key and value is valid.
 
         @return: fires with a C{dict} from each key given to C{True} (stored) or C{False},

@@ -362,7 +362,7 @@ class MemCacheProtocol(StorageCommands):
         Fetch C{key}; with C{withIdentifier}, send C{gets} to fetch its CAS identifier too.
 
         @return: fires with C{(flags, value)}, or with C{withIdentifier} C{(flags,
-            casIdentifier, value)} where C{casIdentifier} is C{bytes} for L{checkAndSet}; a
+            casIdentifier, value)} where C{casIdentifier} is C{bytes} for C{checkAndSet}; a
             missing key gives C{(0, None)} or C{(0, b"", None)}.
         """
         try:

@@ -11,7 +11,7 @@ A serializer is any object with the two methods of L{Serializer}. Two come with 
     applications beside it that use those clients. Flags 0 is C{bytes}, 1 a pickle, 2 and
     4 an C{int} in decimal, 16 C{str} in UTF-8, and 8 marks a value compressed with zlib.
 
-L{Serializer} is a L{typing.Protocol} rather than a zope interface because it is generic in
+L{Serializer} is a C{typing.Protocol} rather than a zope interface because it is generic in
 the type of its values: that type is what a pool's C{get} fires with.
 """
 
