@@ -2,6 +2,7 @@
 
 import os
 
+import setuptools
 from setuptools import find_packages, setup
 
 here = os.path.abspath(os.path.dirname(__file__))
@@ -19,7 +20,21 @@ setup(
     description="Connection pools for Twisted clients and connection limits for Twisted servers.",
     long_description=longDescription,
     long_description_content_type="text/x-rst",
-    license="Apache-2.0",
+    # An SPDX license expression (PEP 639) where setuptools knows them (77 and later, which
+    # pyproject.toml asks for), the plain license field otherwise.
+    **(
+        {"license_expression": "Apache-2.0"}
+        if int(setuptools.__version__.split(".")[0]) >= 77
+        else {"license": "Apache-2.0"}
+    ),
+    license_files=["LICENSE"],
+    url="https://github.com/txconnpool/txconnpool",
+    project_urls={
+        "Documentation": "https://github.com/txconnpool/txconnpool/tree/main/docs",
+        "Source": "https://github.com/txconnpool/txconnpool",
+        "Issues": "https://github.com/txconnpool/txconnpool/issues",
+        "Changelog": "https://github.com/txconnpool/txconnpool/blob/main/CHANGELOG.rst",
+    },
     packages=find_packages(include=["txconnpool", "txconnpool.*"]),
     package_data={"txconnpool": ["py.typed"]},
     python_requires=">=3.10",
@@ -60,7 +75,6 @@ setup(
     },
     classifiers=[
         "Framework :: Twisted",
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Typing :: Typed",

@@ -30,14 +30,14 @@ def test_methodsSendTheirCommandAndFireWithTheReply() -> None:
     assert "<MemCachePool <FakeEndpoint> busy=0 idle=1" in repr(pool)
 
 
-def test_requestTimeoutRunsOnThePoolsReactor() -> None:
+def test_silenceTimeoutRunsOnThePoolsReactor() -> None:
     """
-    The protocol's request timeout is scheduled on the pool's reactor, and a timed-out
+    The protocol's silence timeout is scheduled on the pool's reactor, and a timed-out
     connection is discarded.
     """
     clock = FakeReactor()
     endpoint = FakeEndpoint(clock)
-    pool = MemCachePool(endpoint, maxClients=1, reactor=clock)
+    pool = MemCachePool(endpoint, maxClients=1, reactor=clock, requestTimeout=None)
     d = pool.version()
     endpoint.attempts[0].succeed()
     clock.advance(60)

@@ -24,6 +24,7 @@ from txconnpool.memcache.errors import (
     InvalidTypeError,
     InvalidValueError,
     MemCacheError,
+    ReplyTooLargeError,
     ServerError,
     UnknownCommandError,
 )
@@ -884,11 +885,19 @@ def test_repeatedValue() -> None:
 
 def test_valueLongerThanMaxValueSize() -> None:
     """
-    A VALUE announcing more than maxValueSize bytes fails at once, before its data arrives.
+    A VALUE announcing more than maxValueSize bytes fails its get at once with
+    ReplyTooLargeError, before its data arrives, and drops the connection; the request behind
+    it fails with ConnectionLostError.
     """
     proto, transport, _ = connect(maxValueSize=100)
-    ds: list[Deferred[Any]] = [proto.get(b"k"), proto.version()]
-    assertDesync(proto, transport, ds, b"VALUE k 0 101\r\n", "more than maxValueSize (100)")
+    get, version = proto.get(b"k"), proto.version()
+    proto.dataReceived(b"VALUE k 0 101\r\n")
+    error = errorOf(get, ReplyTooLargeError)
+    assert "more than maxValueSize (100)" in str(error)
+    assert isinstance(error, ProtocolError)
+    lost = errorOf(version, ConnectionLostError)
+    assert lost.__cause__ is error
+    assertDropped(transport)
 
 
 def test_valueOfMaxValueSizeAccepted() -> None:

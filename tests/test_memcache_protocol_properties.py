@@ -6,6 +6,7 @@ sends, and only keys memcached can carry are ever written.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from hypothesis import given, settings
@@ -254,7 +255,8 @@ def test_onlyValidKeysAreWritten(key: bytes) -> None:
 @given(st.text(min_size=1, max_size=100) | st.just("\ud800x"))
 def test_strKeysRoundTrip(key: str) -> None:
     """
-    A valid str key is sent as UTF-8 and getMultiple returns it as the same str.
+    A valid str key is sent as UTF-8 and getMultiple returns it as the same str; one with
+    Unicode whitespace or a control character is refused.
     """
     try:
         encoded: bytes | None = key.encode("utf-8")
@@ -262,7 +264,13 @@ def test_strKeysRoundTrip(key: str) -> None:
         encoded = None
     proto, transport, _ = connect()
     box = track(proto.getMultiple([key]))
-    if encoded is None or len(encoded) > 250 or BAD_BYTES.intersection(encoded):
+    unicodeSpaceOrControl = any(c.isspace() or unicodedata.category(c) == "Cc" for c in key)
+    if (
+        encoded is None
+        or len(encoded) > 250
+        or BAD_BYTES.intersection(encoded)
+        or unicodeSpaceOrControl
+    ):
         assert transport.value() == b""
         assert box[0].check(InvalidRequestError)
         return

@@ -10,6 +10,7 @@ C{pytest_twisted.ensureDeferred} test on the global reactor.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -129,10 +130,13 @@ def pool(memcached: MemcachedProcess) -> Iterator[MemCachePool]:
 def accepted(key: object, value: object, flags: object) -> bool:
     """
     Tell whether C{set(key, value, flags)} is a request memcached can carry: a key of 1 to
-    250 bytes (a str as UTF-8) without whitespace or control bytes, a bytes value of at most
+    250 bytes (a str as UTF-8) without whitespace or control bytes (nor, in a str, Unicode
+    whitespace or control characters), a bytes value of at most
     C{DEFAULT_MAX_VALUE_SIZE} bytes, and flags an int from 0 to 2**32-1.
     """
     if isinstance(key, str):
+        if any(c.isspace() or unicodedata.category(c) == "Cc" for c in key):
+            return False
         try:
             key = key.encode("utf-8")
         except UnicodeEncodeError:

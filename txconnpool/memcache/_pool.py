@@ -1,21 +1,44 @@
 """
 L{MemCachePool}: a pool of memcached connections with the commands of
-L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>} as methods.
+L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>} as methods, typed values
+through a serializer, and the options of a memcached client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
+from typing_extensions import TypeVar
 
 from ..pool import Pool, PooledClientFactory
+from ._codec import Codec
+from ._lenient import ErrorsAsMisses
+from ._reads import ReadCommands
 from ._twemproxy import proxyRequests
-from .protocol import MemCacheProtocol
+from ._writes import WriteCommands
+from .protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE, MemCacheProtocol
+from .serializers import BytesSerializer, Serializer
 
 Key = bytes | str
+_V = TypeVar("_V", default=bytes)
+
+DEFAULT_REQUEST_TIMEOUT = 5.0
+"""
+The C{requestTimeout} of a L{MemCachePool} not given one: 5 seconds, the poll timeout of
+libmemcached (and so of pylibmc).
+"""
+
+_PROTOCOL_DEFAULTS: dict[str, object] = {
+    "timeOut": 60,
+    "maxValueSize": DEFAULT_MAX_VALUE_SIZE,
+    "maxReplySize": None,
+    "maxStatsSize": DEFAULT_MAX_STATS_SIZE,
+    "keyPrefix": b"",
+    "requestTimeout": None,
+}
 
 
 class MemCacheClientFactory(PooledClientFactory):
@@ -27,17 +50,20 @@ class MemCacheClientFactory(PooledClientFactory):
 
     def buildProtocol(self, addr: object) -> MemCacheProtocol:
         """
-        Build a protocol whose request timeout runs on the pool's reactor.
+        Build a protocol with the pool's protocol options, whose timeout runs on the pool's
+        reactor.
         """
         pool = self.connectionPool
         reactor = None if pool is None else pool.reactor
-        batchGets = getattr(pool, "batchGets", False)
-        protocol = self.protocol(clock=reactor, batchGets=batchGets)
+        if isinstance(pool, MemCachePool):
+            protocol = self.protocol(clock=reactor, **pool._protocolOptions)
+        else:
+            protocol = self.protocol(clock=reactor, batchGets=getattr(pool, "batchGets", False))
         protocol.factory = self
         return protocol
 
 
-class MemCachePool(Pool[MemCacheProtocol]):
+class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
     """
     A memcached client backed by a pool of connections::
 
@@ -47,13 +73,17 @@ class MemCachePool(Pool[MemCacheProtocol]):
     Each method takes the arguments of the L{MemCacheProtocol} method of the same name and
     returns a L{Deferred<twisted.internet.defer.Deferred>} firing with its result; see that class
     for results and errors. On top of those, every method can fail like L{Pool.performRequest}:
-    with L{ConnectionLostError<txconnpool.errors.ConnectionLostError>},
+    with L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>},
+    L{ConnectionLostError<txconnpool.errors.ConnectionLostError>},
     L{PoolClosedError<txconnpool.errors.PoolClosedError>},
     L{ServerUnavailableError<txconnpool.errors.ServerUnavailableError>} or
     L{CancelledError<twisted.internet.defer.CancelledError>}.
 
-    Keys are C{bytes}, or C{str} sent encoded as UTF-8. Values are C{bytes}; anything else
-    fails with a C{TypeError} before anything is sent.
+    Keys are C{bytes}, or C{str} sent encoded as UTF-8. Values are what the serializer takes:
+    C{bytes} by default (anything else fails with a C{TypeError} before anything is sent),
+    any picklable object with
+    L{PythonMemcacheSerializer<txconnpool.memcache.serializers.PythonMemcacheSerializer>}.
+    The type argument is the serializer's value type: C{MemCachePool[bytes]} by default.
     """
 
     clientFactory = MemCacheClientFactory
@@ -63,26 +93,147 @@ class MemCachePool(Pool[MemCacheProtocol]):
     defaultMaxRequestsPerClient = 128
 
     def __init__(
-        self, *args: Any, batchGets: bool = True, proxy: str | None = None, **kwargs: Any
+        self,
+        serverAddress: object,
+        maxClients: int = 5,
+        reactor: Any = None,
+        *,
+        connectTimeout: float | None = 5.0,
+        requestTimeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        acquireTimeout: float | None = None,
+        maxWaiters: int | None = None,
+        failFastAfter: int = 3,
+        retryPolicy: Callable[[int], float] | None = None,
+        shutdownTimeout: float = 5.0,
+        minClients: int = 0,
+        idleTimeout: float | None = 600.0,
+        maxLifetime: float | None = None,
+        tcpKeepAlive: bool = False,
+        keepaliveInterval: float | None = None,
+        validateAfterIdle: float | None = None,
+        pingTimeout: float = 5.0,
+        leakDetectionThreshold: float | None = None,
+        maxRequestsPerClient: int | None = None,
+        batchGets: bool = True,
+        serializer: Serializer[_V] | None = None,
+        keyPrefix: bytes | str = b"",
+        noreply: bool = False,
+        ignoreErrors: bool = False,
+        maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
+        maxReplySize: int | None = None,
+        maxStatsSize: int = DEFAULT_MAX_STATS_SIZE,
+        silenceTimeout: float | None = 60.0,
+        proxy: str | None = None,
     ) -> None:
         """
-        Take the arguments of L{Pool}, and:
+        Take the arguments of L{Pool}, with C{requestTimeout} 5 seconds by default
+        (L{DEFAULT_REQUEST_TIMEOUT}), and the options of memcached's connections below.
+
+        C{requestTimeout} is enforced by each connection's L{MemCacheProtocol}, with one
+        timer per connection (memcached answers in order, so the oldest request is the one
+        that may be late), so that it also covers connections checked out. A late request
+        fails with
+        L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>} and its connection is
+        dropped, as with L{Pool}; unlike L{Pool}'s, the limit also applies to the requests
+        sent on a connection checked out with C{acquire()} or C{connection()}, and
+        C{poolStats()} counts the connection as lost rather than timed out.
 
         @param batchGets: Gather the C{get}s sent on a connection while it has other requests
             in flight into one multi-key C{get} per reactor turn (see L{MemCacheProtocol}).
+        @param serializer: Turns values into bytes and flags and back; L{None} for
+            L{BytesSerializer<txconnpool.memcache.serializers.BytesSerializer>}: values are
+            C{bytes}, stored as they are.
+        @param keyPrefix: Put in front of every key sent (see L{MemCacheProtocol}).
+        @param noreply: The default of the C{noreply} argument of the storage commands,
+            C{delete}, C{deleteMultiple}, C{increment}, C{decrement} and C{touch}: when
+            true, they ask the server not to answer and fire once written, without knowing
+            whether the server carried them out.
+        @param ignoreErrors: Turn the failures of reads into misses and of writes into
+            C{False} (C{None} for C{increment} and C{decrement}), each logged and counted in
+            L{ignoredErrors}. Requests refused before anything was sent, and cancelled
+            ones, still fail.
+        @param maxValueSize: The largest value stored or read, in bytes; raise it for a
+            memcached started with a larger C{-I}.
+        @param maxReplySize: The largest total of the values of one multi-key C{get} reply;
+            L{None} for 64 MiB or C{maxValueSize}, whichever is larger.
+        @param maxStatsSize: The largest C{stats} reply, in bytes.
+        @param silenceTimeout: Seconds without any data from the server, while requests
+            are in flight on a connection, after which they all fail and the connection is
+            dropped (the protocol's C{timeOut}); L{None} for no limit.
         @param proxy: C{"twemproxy"} when the server is a nutcracker (twemproxy) proxy: the
             commands it does not support, and keys over 250 bytes, fail at once with
             L{UnsupportedCommandError} or L{InvalidKeyError} instead of being sent (nutcracker
             would close the connection); gets that nutcracker fails because one of its
             backends is down are sent again key by key, so that only that backend's keys
             fail. See L{txconnpool.memcache._twemproxy}.
+        @raise TypeError: An argument has the wrong type.
+        @raise ValueError: An argument has an impossible value.
         """
         self.batchGets = batchGets
         self.proxy = proxy
         self._twemproxy = proxyRequests(proxy, partial(Pool.performRequest, self))
         if self._twemproxy is not None:
             self.performRequest = self._twemproxy.performRequest  # type: ignore[method-assign]
-        Pool.__init__(self, *args, **kwargs)
+        options: dict[str, Any] = {
+            "timeOut": silenceTimeout,
+            "maxValueSize": maxValueSize,
+            "maxReplySize": maxReplySize,
+            "maxStatsSize": maxStatsSize,
+            "keyPrefix": keyPrefix,
+            "requestTimeout": requestTimeout,
+        }
+        # Check the protocol's options now rather than at the first connection.
+        MemCacheProtocol(**options)
+        # The protocol gets the options that differ from its defaults (and batchGets), so
+        # that a protocol subclass taking fewer arguments keeps working with the defaults.
+        self._protocolOptions = {
+            name: value for name, value in options.items() if value != _PROTOCOL_DEFAULTS[name]
+        }
+        self._protocolOptions["batchGets"] = batchGets
+        if serializer is not None and not isinstance(serializer, Serializer):
+            raise TypeError(
+                f"serializer must have dumps(key, value) and loads(key, data, flags) methods, "
+                f"not {serializer!r}"
+            )
+        if serializer is None or isinstance(serializer, BytesSerializer):
+            self._codec: Codec[_V] | None = None
+        else:
+            self._codec = Codec(serializer)
+        self.serializer: Serializer[_V] = serializer or cast(Serializer[_V], BytesSerializer())
+        self._noreply = bool(noreply)
+        self._lenient = ErrorsAsMisses() if ignoreErrors else None
+        # Nothing to do around a request: the default.
+        self._plain = self._codec is None and self._lenient is None
+        Pool.__init__(
+            self,
+            serverAddress,
+            maxClients,
+            reactor,
+            connectTimeout=connectTimeout,
+            # Enforced by each connection's protocol instead: see the docstring.
+            requestTimeout=None,
+            acquireTimeout=acquireTimeout,
+            maxWaiters=maxWaiters,
+            failFastAfter=failFastAfter,
+            retryPolicy=retryPolicy,
+            shutdownTimeout=shutdownTimeout,
+            minClients=minClients,
+            idleTimeout=idleTimeout,
+            maxLifetime=maxLifetime,
+            tcpKeepAlive=tcpKeepAlive,
+            keepaliveInterval=keepaliveInterval,
+            validateAfterIdle=validateAfterIdle,
+            pingTimeout=pingTimeout,
+            leakDetectionThreshold=leakDetectionThreshold,
+            maxRequestsPerClient=maxRequestsPerClient,
+        )
+
+    @property
+    def ignoredErrors(self) -> int:
+        """
+        How many failed requests C{ignoreErrors} turned into misses or failed writes.
+        """
+        return 0 if self._lenient is None else self._lenient.count
 
     def connectionClosing(self, protocol: MemCacheProtocol) -> bool:
         """
@@ -100,142 +251,3 @@ class MemCachePool(Pool[MemCacheProtocol]):
         if self._twemproxy is not None:
             return self._twemproxy.ping(protocol)
         return protocol.version()  # type: ignore[return-value]
-
-    def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
-        """
-        Get one value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{(flags, value)}, or
-            C{(flags, casId, value)} with C{withIdentifier}; a miss gives C{(0, None)} or
-            C{(0, b"", None)}.
-        """
-        return self.performRequest("get", key, withIdentifier)
-
-    def getMultiple(self, keys: Iterable[Key], withIdentifier: bool = False) -> Deferred[Any]:
-        """
-        Get several values in one request.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} from each key
-            asked for to its C{get}-style tuple.
-        """
-        return self.performRequest("getMultiple", keys, withIdentifier)
-
-    def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store a value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored.
-        """
-        return self.performRequest("set", key, val, flags, expireTime)
-
-    def add(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store a value only if the key is not already there.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} otherwise.
-        """
-        return self.performRequest("add", key, val, flags, expireTime)
-
-    def replace(
-        self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Store a value only if the key is already there.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} otherwise.
-        """
-        return self.performRequest("replace", key, val, flags, expireTime)
-
-    def append(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Append to an existing value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} for a missing key.
-        """
-        return self.performRequest("append", key, val)
-
-    def prepend(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Prepend to an existing value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} for a missing key.
-        """
-        return self.performRequest("prepend", key, val)
-
-    def checkAndSet(
-        self, key: Key, val: bytes, cas: int | bytes, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Store a value only if it has not changed since C{get(key, withIdentifier=True)} gave
-        C{cas}.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} when the value changed or is gone.
-        """
-        return self.performRequest("checkAndSet", key, val, cas, flags, expireTime)
-
-    def increment(self, key: Key, val: int = 1) -> Deferred[Any]:
-        """
-        Add to a decimal value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, as
-            memcached's C{incr} gives it.
-        """
-        return self.performRequest("increment", key, val)
-
-    def decrement(self, key: Key, val: int = 1) -> Deferred[Any]:
-        """
-        Subtract from a decimal value (memcached stops at 0).
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, as
-            memcached's C{decr} gives it.
-        """
-        return self.performRequest("decrement", key, val)
-
-    def delete(self, key: Key) -> Deferred[bool]:
-        """
-        Delete a key.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if it was
-            there, C{False} otherwise.
-        """
-        return self.performRequest("delete", key)
-
-    def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
-        """
-        Change a key's expiry time without fetching it.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if the key was
-            there, C{False} otherwise.
-        """
-        return self.performRequest("touch", key, expireTime)
-
-    def flushAll(self) -> Deferred[bool]:
-        """
-        Invalidate every item on the server.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True}.
-        """
-        return self.performRequest("flushAll")
-
-    def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
-        """
-        Read the server's statistics (C{arg} names a group, such as C{b"items"}).
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} of C{bytes}
-            names to C{bytes} values.
-        """
-        return self.performRequest("stats", arg)
-
-    def version(self) -> Deferred[bytes]:
-        """
-        Ask the server's version.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version as
-            C{bytes}.
-        """
-        return self.performRequest("version")

@@ -16,6 +16,11 @@ DELETE_REPLIES = {b"DELETED": True, b"NOT_FOUND": False}
 TOUCH_REPLIES = {b"TOUCHED": True, b"NOT_FOUND": False}
 FLUSH_REPLIES = {b"OK": True}
 STATS_END = (b"END", b"RESET", b"OK")
+STATS_LINES = (b"STAT ", b"ITEM ", b"PREFIX ")
+"""
+The lines of a C{stats} reply that carry a name and a value: C{STAT} (most subcommands),
+C{ITEM} (C{stats cachedump}) and C{PREFIX} (C{stats detail dump}).
+"""
 NO_CAS = object()
 
 
@@ -25,9 +30,10 @@ class Request:
     accepts to its result; C{hasData} tells that a data block followed the command line.
     """
 
-    __slots__ = ("command", "deferred", "hasData", "replies")
+    __slots__ = ("command", "deferred", "hasData", "replies", "sentAt")
 
     deferred: Deferred[Any]
+    sentAt: float
 
     def __init__(
         self, command: str, replies: dict[bytes, bool] | None = None, hasData: bool = False
@@ -42,15 +48,17 @@ class GetRequest(Request):
     A C{get} or C{gets} of one C{key}, or of several (C{wanted} and C{callerKeys} set).
     """
 
-    __slots__ = ("callerKeys", "found", "key", "values", "wanted", "withCas")
+    __slots__ = ("callerKeys", "found", "key", "size", "values", "wanted", "withCas")
 
     def __init__(
         self,
         withCas: bool,
         key: bytes | None,
         callerKeys: list[tuple[Any, bytes]] | None = None,
+        command: str | None = None,
     ) -> None:
-        self.command = "gets" if withCas else "get"
+        self.command = command or ("gets" if withCas else "get")
+        self.size = 0
         self.replies = None
         self.hasData = False
         self.withCas = withCas
@@ -73,11 +81,16 @@ class IncrRequest(Request):
 
 
 class StatsRequest(Request):
-    __slots__ = ("values",)
+    """
+    A C{stats} request: the names and values of its reply lines so far, and their size.
+    """
+
+    __slots__ = ("size", "values")
 
     def __init__(self) -> None:
         Request.__init__(self, "stats")
         self.values: dict[bytes, bytes] = {}
+        self.size = 0
 
 
 class GetBatch(GetRequest):
@@ -118,3 +131,44 @@ class GetBatch(GetRequest):
     def _failed(self, reason: Failure) -> None:
         for _, d in self.members:
             d.errback(reason)
+
+
+class KeyedGather:
+    """
+    The L{Deferred} of several requests sent together: it fires with a C{dict} from each
+    key to its request's result once every one of them has fired, or fails with the first
+    failure among them. Cancelling it cancels the requests still pending.
+    """
+
+    __slots__ = ("deferred", "failure", "members", "remaining", "result")
+
+    def __init__(self, keys: list[Any], members: list[Deferred[Any]]) -> None:
+        self.result: dict[Any, Any] = {}
+        self.failure: Failure | None = None
+        self.members = members
+        self.remaining = len(members)
+        self.deferred: Deferred[dict[Any, Any]] = Deferred(self._cancel)
+        for key, d in zip(keys, members):
+            d.addCallbacks(self._answered, self._failed, callbackArgs=(key,))
+
+    def _answered(self, value: object, key: object) -> None:
+        self.result[key] = value
+        self._settle()
+
+    def _failed(self, reason: Failure) -> None:
+        if self.failure is None:
+            self.failure = reason
+        self._settle()
+
+    def _settle(self) -> None:
+        self.remaining -= 1
+        if self.remaining == 0:
+            if self.failure is not None:
+                self.deferred.errback(self.failure)
+            else:
+                self.deferred.callback(self.result)
+
+    def _cancel(self, d: Deferred[dict[Any, Any]]) -> None:
+        for member in self.members:
+            if not member.called:
+                member.cancel()

@@ -38,6 +38,9 @@ MAX_STATS_ARG_LENGTH = 1024
 """Longest argument sent with C{stats}."""
 
 _BAD_KEY_BYTE = re.compile(rb"[\x00-\x20\x7f]")
+# Every character for which str.isspace() is true (U+0085, U+00A0, U+3000, ...) and every
+# control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F).
+_BAD_KEY_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _BAD_ARG_BYTE = re.compile(rb"[\x00-\x1f\x7f]")
 
 
@@ -57,11 +60,16 @@ def checkKey(key: object) -> bytes:
 
     @raise InvalidTypeError: C{key} is neither C{bytes} nor C{str}.
     @raise InvalidKeyError: C{key} is empty, longer than 250 bytes, contains whitespace or
-        control characters, or cannot be encoded.
+        control characters (in a C{str}, any Unicode whitespace or control character, such
+        as U+0085, U+00A0 or U+3000), or cannot be encoded.
     """
     if type(key) is bytes or isinstance(key, bytes):
         encoded = key
     elif isinstance(key, str):
+        if not key.isascii() and _BAD_KEY_CHAR.search(key) is not None:
+            raise InvalidKeyError(
+                f"memcached key must not contain whitespace or control characters, got {show(key)}"
+            )
         try:
             encoded = key.encode("utf-8")
         except UnicodeEncodeError as e:
@@ -80,6 +88,66 @@ def checkKey(key: object) -> bytes:
     if _BAD_KEY_BYTE.search(encoded) is not None:
         raise InvalidKeyError(
             f"memcached key must not contain whitespace or control characters, got {show(key)}"
+        )
+    return encoded
+
+
+def checkKeyType(key: object) -> bytes | str:
+    """
+    Return C{key} if it is C{bytes} or C{str}, or raise L{InvalidTypeError}.
+    """
+    if not isinstance(key, (bytes, str)):
+        raise InvalidTypeError(f"memcached key must be bytes or str, not {type(key).__name__}")
+    return key
+
+
+class PrefixedKeys:
+    """
+    A key checker that puts C{prefix} in front of every key, and checks the whole.
+    """
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: bytes) -> None:
+        self.prefix = prefix
+
+    def __call__(self, key: object) -> bytes:
+        """
+        Return the prefix and C{key} as bytes, or raise as L{checkKey} does; the 250-byte
+        limit applies to the whole.
+        """
+        if isinstance(key, str):
+            key = checkKey(key)
+        elif not isinstance(key, bytes):
+            raise InvalidTypeError(
+                f"memcached key must be bytes or str, not {type(key).__name__}"
+            )
+        elif not key:
+            raise InvalidKeyError("memcached key must not be empty")
+        return checkKey(self.prefix + key)
+
+
+def checkKeyPrefix(prefix: object) -> bytes:
+    """
+    Return a key prefix as bytes (a C{str} is encoded as UTF-8), or raise.
+
+    @raise InvalidTypeError: C{prefix} is neither C{bytes} nor C{str}.
+    @raise InvalidKeyError: C{prefix} is longer than 249 bytes or contains whitespace or
+        control characters.
+    """
+    if isinstance(prefix, (bytes, str)) and not prefix:
+        return b""
+    if not isinstance(prefix, (bytes, str)):
+        raise InvalidTypeError(
+            f"keyPrefix must be bytes or str, not {type(prefix).__name__}"
+        )
+    try:
+        encoded = checkKey(prefix)
+    except InvalidKeyError as e:
+        raise InvalidKeyError(f"keyPrefix is not usable: {e}") from e
+    if len(encoded) >= MAX_KEY_LENGTH:
+        raise InvalidKeyError(
+            f"keyPrefix must be at most {MAX_KEY_LENGTH - 1} bytes, got {len(encoded)}"
         )
     return encoded
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, cast
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -20,25 +20,31 @@ from txconnpool.errors import ConnectionLostError, ProtocolError
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache._requests import (
     STATS_END,
+    STATS_LINES,
     GetBatch,
     GetRequest,
     IncrRequest,
     Request,
     StatsRequest,
 )
-from txconnpool.memcache.errors import ServerError
+from txconnpool.memcache._timers import WireTimers
+from txconnpool.memcache.errors import ReplyTooLargeError, ServerError
 
 _log = Logger()
 
 
-class MemCacheWire(Protocol):
+class MemCacheWire(WireTimers, Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection.
     """
 
     maxLineLength: int
     maxValueSize: int
+    maxReplySize: int
+    maxStatsSize: int
     timeOut: float | None
+    requestTimeout: float | None
+    _deadlineCall: IDelayedCall | None
     _pending: deque[Request]
     _answerable: int
     _closed: bool
@@ -55,9 +61,6 @@ class MemCacheWire(Protocol):
     _batch: GetBatch | None
     _flushCall: IDelayedCall | None
 
-    def callLater(self, delay: float, f: Any) -> IDelayedCall:
-        raise NotImplementedError()
-
     # Receiving
 
     def dataReceived(self, data: bytes) -> None:
@@ -70,9 +73,10 @@ class MemCacheWire(Protocol):
         if not pending:
             self._protocolError(f"unsolicited data {_v.show(data)} with no request pending")
             return
-        # Only the requests sent before these bytes arrived can be answered by them: a request
-        # sent by a callback while they are parsed must wait for later bytes.
-        self._answerable = len(pending)
+        # Only the requests written before these bytes arrived can be answered by them: a
+        # request sent by a callback while they are parsed must wait for later bytes, and so
+        # must the batch of gets not written yet (always the last pending request).
+        self._answerable = len(pending) - (self._batch is not None)
         if self._valueLength >= 0:
             self._chunks.append(data)
             self._chunksLength += len(data)
@@ -153,9 +157,16 @@ class MemCacheWire(Protocol):
                 req.deferred.callback(False)
                 return
         elif isinstance(req, StatsRequest):
-            if line[:5] == b"STAT ":
-                name, _, value = line[5:].partition(b" ")
+            keyword, _, rest = line.partition(b" ")
+            if keyword + b" " in STATS_LINES:
+                name, _, value = rest.partition(b" ")
                 if name:
+                    req.size += len(line) + 2
+                    if req.size > self.maxStatsSize:
+                        self._tooLarge(
+                            f"stats reply longer than maxStatsSize ({self.maxStatsSize} bytes)"
+                        )
+                        return
                     req.values[name] = value
                     return
             elif line in STATS_END:
@@ -190,11 +201,17 @@ class MemCacheWire(Protocol):
                 f"{_v.show(line)} for a key not requested (or repeated) in reply to {req.command}"
             )
         elif size > self.maxValueSize:
-            self._protocolError(
+            self._tooLarge(
                 f"{_v.show(line)} announces {size} bytes, more than maxValueSize "
                 f"({self.maxValueSize})"
             )
+        elif req.wanted is not None and req.size + size > self.maxReplySize:
+            self._tooLarge(
+                f"{_v.show(line)} takes the values of one {req.command} reply past "
+                f"maxReplySize ({self.maxReplySize} bytes)"
+            )
         else:
+            req.size += size
             self._valueLength = size
             self._valueKey = key
             self._valueFlags = flags
@@ -238,6 +255,7 @@ class MemCacheWire(Protocol):
         if self._lostReason is None:
             self._lostReason = reason
         self._cancelTimeout()
+        self._cancelDeadline()
         self._clearBuffers()
         pending = self._pending
         while pending:
@@ -246,6 +264,20 @@ class MemCacheWire(Protocol):
     def _protocolError(self, description: str) -> None:
         _log.warn("memcached protocol error: {description}", description=description)
         self._shutDown(ProtocolError(f"{description}; memcached connection dropped"))
+
+    def _tooLarge(self, description: str) -> None:
+        """
+        Fail the request being answered with L{ReplyTooLargeError} and drop the connection,
+        without reading the rest of the reply.
+        """
+        _log.warn("memcached reply too large: {description}", description=description)
+        req = self._pending.popleft()
+        exc = ReplyTooLargeError(f"{description}; memcached connection dropped")
+        lost = ConnectionLostError(
+            f"memcached connection dropped because a reply to {req.command} was too large"
+        )
+        lost.__cause__ = exc
+        self._shutDown(lost, req, exc)
 
     def _shutDown(
         self,
@@ -260,6 +292,7 @@ class MemCacheWire(Protocol):
         wasClosed = self._closed
         self._closed = True
         self._cancelTimeout()
+        self._cancelDeadline()
         self._clearBuffers()
         pending, self._pending = self._pending, deque()
         transport = self.transport
@@ -300,33 +333,6 @@ class MemCacheWire(Protocol):
         lost.__cause__ = cause
         self._shutDown(lost, req, cause)
 
-    # Timeout
-
-    def _resetTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            if self._pending and self.timeOut is not None:
-                call.reset(self.timeOut)
-            else:
-                self._cancelTimeout()
-
-    def _cancelTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            self._timeoutCall = None
-            if call.active():
-                call.cancel()
-
-    def _timedOut(self) -> None:
-        self._timeoutCall = None
-        if self._pending and not self._closed:
-            self._shutDown(
-                TimeoutError(
-                    f"memcached sent nothing for {self.timeOut} seconds while "
-                    f"{len(self._pending)} requests were pending; connection dropped"
-                )
-            )
-
     # Sending
 
     def _send(self, req: Request, data: bytes) -> Deferred[Any]:
@@ -340,8 +346,48 @@ class MemCacheWire(Protocol):
         self._pending.append(req)
         if self._timeoutCall is None and self.timeOut is not None:
             self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        if self.requestTimeout is not None:
+            self._startDeadline(req)
         transport.write(data)
         return d
+
+    def _sendMany(self, reqs: list[Request], data: bytes) -> list[Deferred[Any]] | None:
+        """
+        Send several requests written as one C{data}, each answered in turn.
+
+        @return: their L{Deferred}s, or L{None} when the connection is not open.
+        """
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
+            return None
+        if self._batch is not None:
+            self._flush()
+        ds: list[Deferred[Any]] = []
+        for req in reqs:
+            d: Deferred[Any] = Deferred(self._cancel)
+            req.deferred = d
+            ds.append(d)
+        self._pending.extend(reqs)
+        if self._timeoutCall is None and self.timeOut is not None:
+            self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        if self.requestTimeout is not None:
+            for req in reqs:
+                self._startDeadline(req)
+        transport.write(data)
+        return ds
+
+    def _sendQuiet(self, command: str, data: bytes, result: object) -> Deferred[Any]:
+        """
+        Send a command with C{noreply}: the server answers nothing, so nothing waits for a
+        reply, and the L{Deferred} fires with C{result} once it is written.
+        """
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
+            return self._notConnected(command)
+        if self._batch is not None:
+            self._flush()
+        transport.write(data)
+        return succeed(result)
 
     def _batched(self, wireKey: bytes, withCas: bool) -> Deferred[Any]:
         """
@@ -358,6 +404,8 @@ class MemCacheWire(Protocol):
             self._pending.append(batch)
             if self._timeoutCall is None and self.timeOut is not None:
                 self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+            if self.requestTimeout is not None:
+                self._startDeadline(batch)
             self._flushCall = self.callLater(0, self._flush)
         d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
         batch.add(wireKey, d)

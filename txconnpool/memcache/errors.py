@@ -12,14 +12,16 @@ Two families, both L{txconnpool.errors.PoolError}s:
     written against Twisted's client keeps catching them.
 
 A reply that cannot be matched to its request is a L{txconnpool.errors.ProtocolError}; a
-connection that went away is a L{txconnpool.errors.ConnectionLostError}.
+reply larger than the protocol accepts is a L{ReplyTooLargeError}, which is one too. A
+connection that went away is a L{txconnpool.errors.ConnectionLostError}. A value that a
+serializer cannot turn back into an object is a L{SerializationError}.
 """
 
 from __future__ import annotations
 
 from twisted.protocols import memcache as _twistedMemcache
 
-from txconnpool.errors import PoolError
+from txconnpool.errors import PoolError, ProtocolError
 
 __all__ = [
     "ClientError",
@@ -29,6 +31,8 @@ __all__ = [
     "InvalidTypeError",
     "InvalidValueError",
     "MemCacheError",
+    "ReplyTooLargeError",
+    "SerializationError",
     "ServerError",
     "UnknownCommandError",
 ]
@@ -72,6 +76,27 @@ class InvalidTypeError(InvalidRequestError, TypeError):
     """
     A key, value or argument has the wrong type (for example a C{str} value, or a C{bool}
     where an C{int} is required).
+    """
+
+
+class ReplyTooLargeError(MemCacheError, ProtocolError):
+    """
+    A reply was larger than the protocol accepts: a C{VALUE} longer than C{maxValueSize},
+    the values of one C{get} reply together longer than C{maxReplySize}, or the lines of one
+    C{stats} reply together longer than C{maxStatsSize}.
+
+    The request it answered fails with it and the connection is dropped (the rest of the
+    reply is not read); the other requests pending on that connection fail with
+    L{ConnectionLostError<txconnpool.errors.ConnectionLostError>}. It is a
+    L{ProtocolError<txconnpool.errors.ProtocolError>}, so a pool never reuses that
+    connection.
+    """
+
+
+class SerializationError(MemCacheError, ValueError):
+    """
+    A serializer could not turn a stored value back into an object: its flags name no
+    format the serializer knows, or the data does not decode in that format.
     """
 
 

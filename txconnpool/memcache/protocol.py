@@ -13,6 +13,12 @@ C{MemCacheProtocol}, and differs from it on purpose:
     than C{maxValueSize}, a data block not followed by CRLF, a line longer than
     C{maxLineLength}) fails every pending request with L{ProtocolError} and drops the
     connection. No request ever receives another request's reply.
+  - Replies can only answer requests already written: bytes received before a request was
+    written (a batched C{get} is written at the end of the reactor turn) never answer it.
+  - Commands that change a key take C{noreply=True}: the server then sends no reply, so
+    nothing waits for one and the L{Deferred} fires once the command is written, with
+    C{True} (C{None} for L{increment<MemCacheProtocol.increment>} and
+    L{decrement<MemCacheProtocol.decrement>}), whether or not the server carried it out.
   - Every Deferred fires exactly once. When the connection is lost, every pending request
     fails with the C{connectionLost} reason; a request made after the connection was lost or
     dropped, or while it is disconnecting, fails at once with L{ConnectionLostError} and
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeVar, cast, overload
+from typing import Any, Literal, TypeVar, overload
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,11 +46,8 @@ from zope.interface import implementer
 from txconnpool.interfaces import ICancellableRequests
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache._requests import (
-    CAS_REPLIES,
     DELETE_REPLIES,
     FLUSH_REPLIES,
-    NO_CAS,
-    STORE_REPLIES,
     TOUCH_REPLIES,
     GetBatch,
     GetRequest,
@@ -52,14 +55,20 @@ from txconnpool.memcache._requests import (
     Request,
     StatsRequest,
 )
-from txconnpool.memcache._wire import MemCacheWire
+from txconnpool.memcache._storage import StorageCommands
 from txconnpool.memcache.errors import (
     InvalidArgumentError,
     InvalidRequestError,
     InvalidTypeError,
 )
 
-__all__ = ["DEFAULT_MAX_VALUE_SIZE", "DEFAULT_PORT", "MemCacheProtocol"]
+__all__ = [
+    "DEFAULT_MAX_REPLY_SIZE",
+    "DEFAULT_MAX_STATS_SIZE",
+    "DEFAULT_MAX_VALUE_SIZE",
+    "DEFAULT_PORT",
+    "MemCacheProtocol",
+]
 
 DEFAULT_PORT = 11211
 
@@ -68,6 +77,19 @@ DEFAULT_MAX_VALUE_SIZE = 1024 * 1024 - 512
 Largest value stored or accepted by default: memcached's default item size limit (1 MiB)
 less 512 bytes for its item header and a 250-byte key. memcached 1.6 started with default
 settings stores a value of this size under a 250-byte key.
+"""
+
+DEFAULT_MAX_REPLY_SIZE = 64 * 1024 * 1024
+"""
+Largest total of the values of one reply to a multi-key C{get} (or a batch of gets) accepted
+by default: 64 MiB.
+"""
+
+DEFAULT_MAX_STATS_SIZE = 4 * 1024 * 1024
+"""
+Largest C{stats} reply accepted by default, counting every line: 4 MiB. memcached 1.6 caps
+its C{stats cachedump} reply at 2 MiB; the other subcommands stay well below that, except
+C{stats conns} on a server with tens of thousands of connections.
 """
 
 GetResult = tuple[int, bytes | None]
@@ -83,7 +105,7 @@ _K = TypeVar("_K", bound=Key)
 
 
 @implementer(ICancellableRequests)
-class MemCacheProtocol(MemCacheWire):
+class MemCacheProtocol(StorageCommands):
     """
     A memcached text-protocol client; see the module docstring for how it differs from
     Twisted's.
@@ -92,14 +114,25 @@ class MemCacheProtocol(MemCacheWire):
     them may fail with: L{InvalidRequestError} (nothing was sent); L{ConnectionLostError}
     (not connected: nothing was sent); the C{connectionLost} reason, L{ProtocolError} or
     L{ConnectionLostError} (the connection ended or was dropped while the request was
-    pending); L{twisted.internet.defer.TimeoutError} (no data arrived for C{timeOut}
-    seconds while requests were pending; the connection was dropped); C{CancelledError}
-    (cancelled; the connection was dropped); and L{UnknownCommandError}, L{ClientError} or
-    L{ServerError} for an C{ERROR}, C{CLIENT_ERROR} or C{SERVER_ERROR} reply.
+    pending); L{ReplyTooLargeError} (its reply was larger than C{maxValueSize},
+    C{maxReplySize} or C{maxStatsSize} allow; the connection was dropped);
+    L{twisted.internet.defer.TimeoutError} (no data arrived for C{timeOut} seconds while
+    requests were pending; the connection was dropped); C{CancelledError} (cancelled; the
+    connection was dropped); and L{UnknownCommandError}, L{ClientError} or L{ServerError}
+    for an C{ERROR}, C{CLIENT_ERROR} or C{SERVER_ERROR} reply.
 
     @ivar timeOut: seconds without any data from the server, while requests are pending,
         after which they all fail and the connection is dropped; C{None} never times out.
+    @ivar requestTimeout: seconds a request may wait for its reply once written, after which
+        it fails with L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>}, the
+        connection is dropped and the other pending requests fail with
+        L{ConnectionLostError}; C{None} (the default) for no limit. One timer per connection
+        serves every request.
     @ivar maxValueSize: largest value, in bytes, that may be stored or received.
+    @ivar maxReplySize: largest total, in bytes, of the values of one reply to a multi-key
+        C{get} (L{getMultiple}, or a batch of gets).
+    @ivar maxStatsSize: largest C{stats} reply, in bytes, counting every line.
+    @ivar keyPrefix: the bytes put in front of every key sent (C{b""} for none).
     @ivar maxLineLength: longest reply line accepted, in bytes, without its CRLF.
     """
 
@@ -111,6 +144,10 @@ class MemCacheProtocol(MemCacheWire):
         timeOut: float | None = 60,
         *,
         maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
+        maxReplySize: int | None = None,
+        maxStatsSize: int = DEFAULT_MAX_STATS_SIZE,
+        keyPrefix: bytes | str = b"",
+        requestTimeout: float | None = None,
         clock: IReactorTime | None = None,
         batchGets: bool = False,
     ) -> None:
@@ -118,6 +155,14 @@ class MemCacheProtocol(MemCacheWire):
         @param timeOut: see C{timeOut} above.
         @param maxValueSize: see C{maxValueSize} above; raise it to match a memcached
             started with a larger C{-I}.
+        @param maxReplySize: see C{maxReplySize} above; L{None} for
+            L{DEFAULT_MAX_REPLY_SIZE}, or C{maxValueSize} if that is larger. It may not be
+            less than C{maxValueSize}.
+        @param maxStatsSize: see C{maxStatsSize} above.
+        @param keyPrefix: put in front of every key (a C{str} is encoded as UTF-8); the
+            250-byte limit applies to the prefixed key. Results keyed by key, such as those
+            of L{getMultiple}, use the keys given, without the prefix.
+        @param requestTimeout: see C{requestTimeout} above.
         @param clock: the source of timeouts; the global reactor when C{None}. (Assigning
             the instance's C{callLater}, as with Twisted's C{TimeoutMixin}, also works.)
         @param batchGets: gather the single-key L{get}s made while other requests are
@@ -127,14 +172,30 @@ class MemCacheProtocol(MemCacheWire):
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument is out of range.
         """
-        if timeOut is not None and not (
-            isinstance(timeOut, (int, float)) and not isinstance(timeOut, bool) and timeOut > 0
-        ):
-            raise InvalidArgumentError(
-                f"timeOut must be a positive number or None, not {timeOut!r}"
-            )
+        for name, seconds in (("timeOut", timeOut), ("requestTimeout", requestTimeout)):
+            if seconds is not None and not (
+                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be a positive number or None, not {seconds!r}"
+                )
         self.timeOut = timeOut
+        self.requestTimeout = requestTimeout
+        self._deadlineCall: IDelayedCall | None = None
         self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
+        if maxReplySize is None:
+            maxReplySize = max(DEFAULT_MAX_REPLY_SIZE, self.maxValueSize)
+        self.maxReplySize = _v.checkInt("maxReplySize", maxReplySize, 2**62)
+        if self.maxReplySize < self.maxValueSize:
+            raise InvalidArgumentError(
+                f"maxReplySize ({maxReplySize}) must not be less than maxValueSize "
+                f"({maxValueSize})"
+            )
+        self.maxStatsSize = _v.checkInt("maxStatsSize", maxStatsSize, 2**62)
+        self.keyPrefix = _v.checkKeyPrefix(keyPrefix)
+        self._checkKey: Callable[[object], bytes] = (
+            _v.PrefixedKeys(self.keyPrefix) if self.keyPrefix else _v.checkKey
+        )
         self._clock = clock
         self._pending: deque[Request] = deque()
         self._answerable = 0
@@ -177,87 +238,7 @@ class MemCacheProtocol(MemCacheWire):
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {state}, {len(self._pending)} pending>"
 
-    def callLater(self, delay: float, f: Callable[[], None]) -> IDelayedCall:
-        """
-        Schedule C{f} after C{delay} seconds on the clock given to the constructor.
-        """
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
-        return clock.callLater(delay, f)
-
-    def _store(
-        self,
-        command: bytes,
-        key: object,
-        val: object,
-        flags: object,
-        expireTime: object,
-        cas: object = NO_CAS,
-    ) -> Deferred[bool]:
-        try:
-            wireKey = _v.checkKey(key)
-            value = _v.checkValue(val, self.maxValueSize)
-            line = b"%s %s %d %d %d%s\r\n%s\r\n" % (
-                command,
-                wireKey,
-                _v.checkInt("flags", flags, _v.MAX_FLAGS),
-                _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME),
-                len(value),
-                b"" if cas is NO_CAS else b" " + _v.checkCas(cas),
-                value,
-            )
-        except InvalidRequestError as e:
-            return fail(e)
-        replies = STORE_REPLIES if cas is NO_CAS else CAS_REPLIES
-        return self._send(Request(command.decode(), replies, True), line)
-
-    def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store C{val} under C{key}, with C{flags} (0 to 2**32-1, opaque to the server) and
-        C{expireTime} (0 for never, seconds up to 30 days, or a Unix time; at most 2**31-1).
-
-        @return: fires with C{True} (C{STORED}) or C{False} (C{NOT_STORED}).
-        """
-        return self._store(b"set", key, val, flags, expireTime)
-
-    def add(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Like L{set}, only if C{key} is not stored yet; fires with C{True} or C{False}.
-        """
-        return self._store(b"add", key, val, flags, expireTime)
-
-    def replace(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Like L{set}, only if C{key} is already stored; fires with C{True} or C{False}.
-        """
-        return self._store(b"replace", key, val, flags, expireTime)
-
-    def append(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Append C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
-        """
-        return self._store(b"append", key, val, 0, 0)
-
-    def prepend(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Prepend C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
-        """
-        return self._store(b"prepend", key, val, 0, 0)
-
-    def checkAndSet(
-        self, key: Key, val: bytes, cas: bytes | int, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Like L{set}, only if the CAS identifier of C{key} is still C{cas}: the C{bytes}
-        from C{get(key, withIdentifier=True)}, or an C{int} from 0 to 2**64-1.
-
-        @return: fires with C{True} if stored, C{False} if the key changed since
-            (C{EXISTS}) or is missing (C{NOT_FOUND}).
-        """
-        return self._store(b"cas", key, val, flags, expireTime, cas)
+    # Keys
 
     def _keyCommand(
         self,
@@ -265,51 +246,112 @@ class MemCacheProtocol(MemCacheWire):
         key: object,
         req: Request,
         arg: tuple[str, object, int] | None = None,
+        noreply: bool = False,
+        quietResult: object = True,
     ) -> Deferred[Any]:
         """
         Send C{command key} or, with C{arg} = C{(name, value, maximum)}, C{command key value}.
         """
         try:
-            wireKey = _v.checkKey(key)
+            wireKey = self._checkKey(key)
             if arg is None:
-                line = b"%s %s\r\n" % (command, wireKey)
+                line = b"%s %s" % (command, wireKey)
             else:
-                line = b"%s %s %d\r\n" % (command, wireKey, _v.checkInt(*arg))
+                line = b"%s %s %d" % (command, wireKey, _v.checkInt(*arg))
         except InvalidRequestError as e:
             return fail(e)
-        return self._send(req, line)
+        if noreply:
+            return self._sendQuiet(req.command, line + b" noreply\r\n", quietResult)
+        return self._send(req, line + b"\r\n")
 
-    def increment(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
+    @overload
+    def increment(
+        self, key: Key, val: int = 1, noreply: Literal[False] = False
+    ) -> Deferred[int | Literal[False]]: ...
+    @overload
+    def increment(self, key: Key, val: int, noreply: Literal[True]) -> Deferred[None]: ...
+    @overload
+    def increment(
+        self, key: Key, val: int = 1, *, noreply: Literal[True]
+    ) -> Deferred[None]: ...
+    @overload
+    def increment(
+        self, key: Key, val: int = 1, noreply: bool = False
+    ) -> Deferred[int | Literal[False] | None]: ...
+
+    def increment(self, key: Key, val: int = 1, noreply: bool = False) -> Deferred[Any]:
         """
         Add C{val} (0 to 2**64-1) to the decimal number stored under C{key}, modulo 2**64.
 
         @return: fires with the new value, or C{False} if the key is missing (as Twisted's
-            client does); fails with L{ClientError} if the value is not a number.
+            client does), or L{None} with C{noreply}; fails with L{ClientError} if the value
+            is not a number.
         """
-        return self._keyCommand(b"incr", key, IncrRequest("incr"), ("val", val, _v.MAX_UINT64))
+        arg = ("val", val, _v.MAX_UINT64)
+        return self._keyCommand(b"incr", key, IncrRequest("incr"), arg, noreply, None)
 
-    def decrement(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
+    @overload
+    def decrement(
+        self, key: Key, val: int = 1, noreply: Literal[False] = False
+    ) -> Deferred[int | Literal[False]]: ...
+    @overload
+    def decrement(self, key: Key, val: int, noreply: Literal[True]) -> Deferred[None]: ...
+    @overload
+    def decrement(
+        self, key: Key, val: int = 1, *, noreply: Literal[True]
+    ) -> Deferred[None]: ...
+    @overload
+    def decrement(
+        self, key: Key, val: int = 1, noreply: bool = False
+    ) -> Deferred[int | Literal[False] | None]: ...
+
+    def decrement(self, key: Key, val: int = 1, noreply: bool = False) -> Deferred[Any]:
         """
         Subtract C{val} (0 to 2**64-1) from the number stored under C{key}, down to 0.
 
         @return: as for L{increment}.
         """
-        return self._keyCommand(b"decr", key, IncrRequest("decr"), ("val", val, _v.MAX_UINT64))
+        arg = ("val", val, _v.MAX_UINT64)
+        return self._keyCommand(b"decr", key, IncrRequest("decr"), arg, noreply, None)
 
-    def delete(self, key: Key) -> Deferred[bool]:
+    def delete(self, key: Key, noreply: bool = False) -> Deferred[bool]:
         """
         Delete C{key}; fires with C{True}, or C{False} if it is missing.
         """
-        return self._keyCommand(b"delete", key, Request("delete", DELETE_REPLIES))
+        return self._keyCommand(b"delete", key, Request("delete", DELETE_REPLIES), None, noreply)
 
-    def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
+    def deleteMultiple(
+        self, keys: Iterable[_K], noreply: bool = False
+    ) -> Deferred[dict[_K, bool]]:
+        """
+        Delete several keys, with one C{delete} each (each key once), all written at once.
+
+        @return: fires with a C{dict} from each key given to C{True} (deleted) or C{False}
+            (missing).
+        """
+        if isinstance(keys, (bytes, str)):
+            name = type(keys).__name__
+            return fail(InvalidTypeError(f"keys must be an iterable of keys, not one {name}"))
+        try:
+            callerKeys = [(key, self._checkKey(key)) for key in keys]
+        except InvalidRequestError as e:
+            return fail(e)
+        wanted = list(dict.fromkeys(wire for _, wire in callerKeys))
+        suffix = b" noreply\r\n" if noreply else b"\r\n"
+        data = b"".join(b"delete %s%s" % (wire, suffix) for wire in wanted)
+        d = self._sendAll("delete", wanted, data, DELETE_REPLIES, False, noreply)
+        return d.addCallback(lambda byWire: {key: byWire[wire] for key, wire in callerKeys})
+
+    def touch(self, key: Key, expireTime: int, noreply: bool = False) -> Deferred[bool]:
         """
         Give C{key} a new C{expireTime} (as for L{set}) without fetching it.
 
         @return: fires with C{True} (C{TOUCHED}), or C{False} if the key is missing.
         """
         arg = ("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
-        return self._keyCommand(b"touch", key, Request("touch", TOUCH_REPLIES), arg)
+        return self._keyCommand(b"touch", key, Request("touch", TOUCH_REPLIES), arg, noreply)
+
+    # Retrieval
 
     @overload
     def get(self, key: Key, withIdentifier: Literal[False] = False) -> Deferred[GetResult]: ...
@@ -323,11 +365,11 @@ class MemCacheProtocol(MemCacheWire):
         Fetch C{key}; with C{withIdentifier}, send C{gets} to fetch its CAS identifier too.
 
         @return: fires with C{(flags, value)}, or with C{withIdentifier} C{(flags,
-            casIdentifier, value)} where C{casIdentifier} is C{bytes} for L{checkAndSet}; a
+            casIdentifier, value)} where C{casIdentifier} is C{bytes} for C{checkAndSet}; a
             missing key gives C{(0, None)} or C{(0, b"", None)}.
         """
         try:
-            wireKey = _v.checkKey(key)
+            wireKey = self._checkKey(key)
         except InvalidRequestError as e:
             return fail(e)
         if self._batchGets and self._pending:
@@ -335,6 +377,37 @@ class MemCacheProtocol(MemCacheWire):
         if withIdentifier:
             return self._send(GetRequest(True, wireKey), b"gets %s\r\n" % (wireKey,))
         return self._send(GetRequest(False, wireKey), b"get %s\r\n" % (wireKey,))
+
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: Literal[False] = False
+    ) -> Deferred[GetResult]: ...
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: Literal[True]
+    ) -> Deferred[GetsResult]: ...
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: bool
+    ) -> Deferred[GetResult | GetsResult]: ...
+
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: bool = False
+    ) -> Deferred[Any]:
+        """
+        Fetch C{key} and give it a new C{expireTime} (as for L{set}), with C{gat} (or
+        C{gats}, which fetches the CAS identifier too, with C{withIdentifier}).
+
+        @return: as for L{get}.
+        """
+        command = "gats" if withIdentifier else "gat"
+        try:
+            wireKey = self._checkKey(key)
+            exp = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
+        except InvalidRequestError as e:
+            return fail(e)
+        req = GetRequest(bool(withIdentifier), wireKey, None, command)
+        return self._send(req, b"%s %d %s\r\n" % (command.encode(), exp, wireKey))
 
     @overload
     def getMultiple(
@@ -355,14 +428,14 @@ class MemCacheProtocol(MemCacheWire):
         sent once however often it is given; no keys fire with C{{}} and send nothing.
 
         @return: fires with a C{dict} keyed by the objects given in C{keys} (a C{str} key
-            stays a C{str}), whose values are as for L{get}, the miss tuple for the keys the
-            server does not have.
+            stays a C{str}, and the C{keyPrefix} is left out), whose values are as for
+            L{get}, the miss tuple for the keys the server does not have.
         """
         if isinstance(keys, (bytes, str)):
             name = type(keys).__name__
             return fail(InvalidTypeError(f"keys must be an iterable of keys, not one {name}"))
         try:
-            callerKeys = [(key, _v.checkKey(key)) for key in keys]
+            callerKeys = [(key, self._checkKey(key)) for key in keys]
         except InvalidRequestError as e:
             return fail(e)
         if not callerKeys:
@@ -371,12 +444,20 @@ class MemCacheProtocol(MemCacheWire):
         wire = b" ".join(req.wanted or ())
         return self._send(req, b"%s %s\r\n" % (req.command.encode(), wire))
 
+    # Server
+
     def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
         """
-        Fetch the server's statistics, or group C{arg} of them (e.g. C{b"settings"}).
+        Fetch the server's statistics, or group C{arg} of them (e.g. C{b"settings"},
+        C{b"items"}, C{b"slabs"}, C{b"conns"}, C{b"detail dump"}, C{b"cachedump 1 100"}).
 
-        @return: fires with a C{dict} of the C{STAT} lines' names and values, as C{bytes};
-            C{{}} for a subcommand answered with C{RESET} or C{OK} (C{b"reset"}).
+        @return: fires with a C{dict} of the names and values of the reply's lines, as
+            C{bytes}: C{STAT <name> <value>} lines, the C{ITEM <key> [<size> b; <time> s]}
+            lines of C{stats cachedump} (the key maps to C{b"[<size> b; <time> s]"}), or
+            the C{PREFIX <prefix> get ...} lines of C{stats detail dump} (the prefix maps to
+            the rest of the line); C{{}} for a subcommand answered with C{RESET}
+            (C{b"reset"}) or C{OK} (C{b"detail on"}). Fails with L{ReplyTooLargeError}
+            past C{maxStatsSize}.
         """
         try:
             wireArg = _v.checkStatsArg(arg)
@@ -391,8 +472,14 @@ class MemCacheProtocol(MemCacheWire):
         """
         return self._send(Request("version"), b"version\r\n")
 
-    def flushAll(self) -> Deferred[bool]:
+    def flushAll(self, delay: int = 0) -> Deferred[bool]:
         """
-        Invalidate every item on the server; fires with C{True}.
+        Invalidate every item on the server, now or in C{delay} seconds (as for the
+        C{expireTime} of L{set}); fires with C{True}.
         """
-        return self._send(Request("flush_all", FLUSH_REPLIES), b"flush_all\r\n")
+        try:
+            seconds = _v.checkInt("delay", delay, _v.MAX_EXPIRE_TIME)
+        except InvalidRequestError as e:
+            return fail(e)
+        line = b"flush_all %d\r\n" % (seconds,) if seconds else b"flush_all\r\n"
+        return self._send(Request("flush_all", FLUSH_REPLIES), line)

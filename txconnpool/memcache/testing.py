@@ -1,6 +1,23 @@
 """
-A real memcached server for integration tests and demonstrations: started on a free loopback
-port (or a unix socket), ready once it says it is listening, stopped by its PID::
+memcached servers for tests.
+
+L{FakeMemcached} is an in-memory fake that speaks memcached's text protocol as memcached 1.6
+answers it, for unit tests of code that uses a L{MemCachePool<txconnpool.memcache.MemCachePool>}
+(or any memcached client) without a memcached binary. Connect through its in-memory
+L{endpoint<FakeMemcached.endpoint>}, on the global reactor or a
+L{Clock<twisted.internet.task.Clock>} (whose C{advance(0)} then delivers the bytes), or
+L{listen<FakeMemcached.listen>} on a loopback port for clients of other kinds::
+
+    fake = FakeMemcached(clock)
+    pool = MemCachePool(fake.endpoint(), reactor=clock)
+    d = pool.set(b"k", b"v")
+    clock.advance(0)  # connect
+    clock.advance(0)  # the server reads the set and answers
+    clock.advance(0)  # the client reads STORED
+
+L{MemcachedProcess} is a real memcached server for integration tests and demonstrations:
+started on a free loopback port (or a unix socket), ready once it says it is listening,
+stopped by its PID::
 
     server = MemcachedProcess(Path("memcached.log"))
     server.start()
@@ -13,7 +30,7 @@ It needs the C{memcached} binary on the C{PATH}.
 
 from __future__ import annotations
 
-__all__ = ["MemcachedProcess", "freePort"]
+__all__ = ["FakeMemcached", "MemcachedProcess", "freePort"]
 
 import os
 import shutil
@@ -22,7 +39,108 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
+
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamClientEndpoint
+
+from txconnpool.memcache._fakeserver import FakeMemcacheServerFactory
+from txconnpool.memcache._fakestore import FakeStore
+from txconnpool.memcache._memorytransport import MemoryEndpoint
+
+
+class FakeMemcached:
+    """
+    An in-memory memcached: its items live in this object, and expire on C{clock}.
+
+    It answers every command of memcached's text protocol that
+    L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>} sends (the storage
+    commands, C{get}/C{gets}/C{gat}/C{gats}, C{delete}, C{incr}/C{decr}, C{touch},
+    C{flush_all}, C{version}, C{verbosity}, C{stats} and its subcommands, C{quit}) with the
+    replies memcached 1.6 sends, errors and C{noreply} included, and keeps memcached's
+    quirks (a C{decr} that shortens a number pads it with spaces). Unlike memcached, it
+    never evicts (its memory is bounded only by what the test stores), it counts an item's
+    size as its value, key and a 48-byte header (memcached's exact limit depends on its
+    slab sizes), and a C{get} of a key longer than 250 bytes does not drop the replies of
+    the commands before it that memcached has not sent yet.
+
+    @ivar clock: The clock items expire on and in-memory connections deliver bytes on.
+    @ivar maxItemSize: memcached's C{-I}: the largest item, header and key included.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime | None = None,
+        *,
+        maxItemSize: int = 1024 * 1024,
+        version: str = "1.6.18",
+    ) -> None:
+        """
+        @param clock: The clock items expire on and connections deliver on; the global
+            reactor if L{None}.
+        @param maxItemSize: The largest item stored, in bytes, as memcached's C{-I}.
+        @param version: What C{version} answers.
+        """
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock = clock
+        self.maxItemSize = maxItemSize
+        self._store = FakeStore(clock, maxItemSize, version)
+        self._factory = FakeMemcacheServerFactory(self._store)
+
+    def __repr__(self) -> str:
+        return f"<FakeMemcached {self._store.itemCount()} items>"
+
+    def endpoint(self) -> IStreamClientEndpoint:
+        """
+        @return: An endpoint whose connections reach this server in memory, on C{clock}.
+        """
+        return MemoryEndpoint(self.clock, self._factory)
+
+    def serverFactory(self) -> FakeMemcacheServerFactory:
+        """
+        @return: The server factory, to listen with on any server endpoint.
+        """
+        return self._factory
+
+    def listen(
+        self, reactor: Any = None, port: int = 0, interface: str = "127.0.0.1"
+    ) -> IListeningPort:
+        """
+        Listen on a TCP port (a free loopback port by default) with C{reactor} (the global
+        reactor if L{None}).
+
+        @return: The listening port; stop it with C{stopListening()}.
+        """
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
+        listening: IListeningPort = reactor.listenTCP(port, self._factory, interface=interface)
+        return listening
+
+    @property
+    def connectionCount(self) -> int:
+        """
+        How many connections are open now.
+        """
+        return len(self._factory.connections)
+
+    def keys(self) -> list[bytes]:
+        """
+        @return: The keys of the items stored and not expired.
+        """
+        return [key for key, _, _ in self._store.cachedump(0)]
+
+    def dropConnections(self) -> None:
+        """
+        Close every open connection from the server side, as a restarted memcached does;
+        the items stay.
+        """
+        for connection in list(self._factory.connections):
+            if connection.transport is not None:
+                connection.transport.loseConnection()
 
 
 def freePort(host: str = "127.0.0.1") -> int:
