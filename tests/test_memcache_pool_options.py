@@ -111,7 +111,7 @@ def test_everyPoolOptionIsRepeatedKeywordOnly() -> None:
     extra = set(ours) - set(poolParameters)
     assert extra == {
         "batchGets", "serializer", "keyPrefix", "noreply", "ignoreErrors", "maxValueSize",
-        "maxReplySize", "maxStatsSize", "silenceTimeout",
+        "maxReplySize", "maxStatsSize", "silenceTimeout", "proxy",
     }
     assert all(ours[name].kind is inspect.Parameter.KEYWORD_ONLY for name in extra)
 
@@ -475,7 +475,8 @@ def test_ignoreErrorsTurnsFailuresIntoMissesAndFailedWrites() -> None:
     ignored = [e for e in events if e.get("txconnpoolEvent") == "errorIgnored"]
     assert len(ignored) == 9
     assert {e["outcome"] for e in ignored} == {"miss", "failed write"}
-    c.clock.advance(0)
+    # The connection broke before it proved usable: a failed attempt, so the pool backs off.
+    c.clock.advance(1.0)
     bad = c.pool.get(b"bad key")
     assert len(c.endpoint.attempts) == 2
     c.endpoint.attempts[-1].succeed()
@@ -506,7 +507,8 @@ def test_withoutIgnoreErrorsFailuresReachTheCaller() -> None:
     c.protocol.connectionLost()  # type: ignore[union-attr]
     failureOf(d, ConnectionLostError)
     other = c.pool.set(b"k", b"v")
-    c.clock.advance(0)
+    # The connection broke before it proved usable: a failed attempt, so the pool backs off.
+    c.clock.advance(1.0)
     c.endpoint.attempts[1].succeed()
     c.built[-1].dataReceived(b"garbage\r\n")
     failureOf(other, ProtocolError)
