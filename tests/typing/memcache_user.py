@@ -7,9 +7,11 @@ expression here may have a type that involves Any. It is never run.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from typing_extensions import reveal_type
 
-from txconnpool import PoolStats
+from txconnpool import Pool, PooledClientFactory, PoolStats
 from txconnpool.memcache import MemCachePool
 from txconnpool.memcache.serializers import PythonMemcacheSerializer
 
@@ -59,3 +61,40 @@ def defaults() -> None:
     reveal_type(pool)  # E: txconnpool.memcache._pool.MemCachePool[bytes]
     stats: PoolStats = pool.poolStats()
     reveal_type(stats.busy)  # E: int
+
+
+class LineProtocol(Protocol):
+    """
+    A user's own client protocol.
+    """
+
+    def ask(self, question: bytes) -> Deferred[bytes]:
+        return Deferred()
+
+
+class LineFactory(PooledClientFactory):
+    protocol = LineProtocol
+
+
+class UntypedPool(Pool):
+    """
+    A pool subclass without a type argument, as txconnpool 0.1.1 code writes it.
+    """
+
+    clientFactory = LineFactory
+
+
+class LinePool(Pool[LineProtocol]):
+    clientFactory = LineFactory
+
+    def ask(self, question: bytes) -> Deferred[bytes]:
+        d: Deferred[bytes] = self.performRequest("ask", question)
+        return d
+
+
+async def ownProtocol(pool: LinePool, untyped: UntypedPool) -> None:
+    reveal_type(await pool.ask(b"q"))  # E: bytes
+    async with pool.connection() as protocol:
+        reveal_type(protocol)  # E: tests.typing.memcache_user.LineProtocol
+    await pool.whenReady(1.0)
+    await untyped.close()
