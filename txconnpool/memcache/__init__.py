@@ -1,6 +1,7 @@
 """
 memcached through a pool of connections: L{MemCachePool}, its hardened protocol
-L{MemCacheProtocol}, and their errors.
+L{MemCacheProtocol}, and their errors; L{MetaMemCachePool}, which speaks memcached's meta
+protocol (see L{txconnpool.memcache.meta}).
 """
 
 from ._pool import MemCacheClientFactory, MemCachePool
@@ -15,6 +16,7 @@ from .errors import (
     ServerError,
     UnknownCommandError,
 )
+from .meta import MetaMemCachePool
 from .protocol import MemCacheProtocol
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "MemCacheError",
     "MemCachePool",
     "MemCacheProtocol",
+    "MetaMemCachePool",
     "ServerError",
     "UnknownCommandError",
 ]
