@@ -69,13 +69,23 @@ class MetaWire(Protocol):
     def callLater(self, delay: float, f: Any) -> IDelayedCall:
         raise NotImplementedError()
 
+    def _reserve(self, count: int) -> int:
+        """
+        Reserve C{count} opaque numbers for the next request, and return the first. A batch
+        of gets still gathering is sent first, so that the numbers grow in the order the
+        requests are written.
+        """
+        if self._batch is not None:
+            self._flush()
+        first = self._nextOpaque
+        self._nextOpaque = first + count
+        return first
+
     def _opaque(self) -> bytes:
         """
-        A new opaque token, unique on this connection.
+        A new opaque token for the next request, unique on this connection.
         """
-        n = self._nextOpaque
-        self._nextOpaque = n + 1
-        return b"O%d" % (n,)
+        return b"O%d" % (self._reserve(1),)
 
     # Receiving
 
@@ -373,8 +383,7 @@ class MetaWire(Protocol):
             return
         if batch.keys:
             assert self.transport is not None
-            first = self._nextOpaque
-            self._nextOpaque = first + len(batch.keys)
+            first = self._reserve(len(batch.keys))
             self.transport.write(batch.lines(first, self._keyFlag))
         else:
             self._pending.remove(batch)
@@ -394,6 +403,7 @@ class MetaWire(Protocol):
             "memcached connection dropped because a pending get was cancelled"
         )
         lost.__cause__ = cause
+        d.errback(cause)
         self._shutDown(lost)
 
     def _notConnected(self, command: str) -> Deferred[Any]:

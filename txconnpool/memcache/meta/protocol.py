@@ -387,8 +387,7 @@ class MetaMemCacheProtocol(MetaWire):
         req = MultiGet(callerKeys, bool(withIdentifier))
         if not self._writable():
             return self._notConnected(req.command)
-        first = self._nextOpaque
-        self._nextOpaque = first + len(req.keys)
+        first = self._reserve(len(req.keys))
         return self._send(req, req.lines(first, self._keyFlag))
 
     def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
