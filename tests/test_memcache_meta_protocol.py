@@ -847,3 +847,17 @@ def test_probeOfAServerThatClosesTheConnection() -> None:
     d = proto.probe()
     clock.advance(1)
     failureOf(d, TimeoutError)
+
+
+def test_serverClosingItsSideFailsPendingRequests() -> None:
+    """
+    When the server closes its side of the connection, the pending requests fail with
+    ConnectionDone at once and this side is closed too.
+    """
+    proto, transport, _ = connect()
+    d = proto.get(b"k")
+    proto.readConnectionLost()
+    failureOf(d, ConnectionDone)
+    assert transport.disconnecting and proto.closed
+    proto.connectionLost(Failure(ConnectionDone()))
+    failureOf(proto.get(b"k"), ConnectionLostError)

@@ -11,10 +11,12 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txconnpool.errors import ConnectionLostError, ProtocolError
 from txconnpool.memcache import _validate as _v
@@ -35,10 +37,15 @@ MAX_BATCH = 1024
 _RELEASE_REPLIES = {b"HD": True, b"NF": False, b"EX": False}
 
 
+@implementer(IHalfCloseableProtocol)
 class MetaWire(Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection speaking
     the meta protocol.
+
+    It hears at once when the server closes its side of the connection (C{readConnectionLost}):
+    the pending requests fail then, before the pool hears that the connection is gone, so that
+    the probe of a new connection can say why a server closed it.
 
     @ivar _bareMisses: Whether the server sends C{EN} without the opaque token (memcached
         before 1.6.18), so that a miss can only be matched by its place in the queue.
@@ -244,6 +251,20 @@ class MetaWire(Protocol):
         pending = self._pending
         while pending:
             pending.popleft().fail(reason)
+
+    def readConnectionLost(self) -> None:
+        """
+        The server closed its side of the connection and will send nothing more: fail the
+        pending requests as C{connectionLost} does, and close this side too.
+        """
+        self.connectionLost(Failure(ConnectionDone("memcached closed the connection")))
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Nothing to do: this protocol never closes only its own side.
+        """
 
     def _protocolError(self, description: str) -> None:
         _log.warn("memcached protocol error: {description}", description=description)
