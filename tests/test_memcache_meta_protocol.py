@@ -825,7 +825,7 @@ def test_probeRefusesServersWithoutTheMetaProtocol(replies: bytes, message: str)
     """
     from txconnpool.memcache.meta import MetaProtocolUnsupportedError
 
-    proto, transport, _ = connect()
+    proto, _, _ = connect()
     d = proto.probe()
     proto.dataReceived(replies)
     error = failureOf(d, MetaProtocolUnsupportedError).value

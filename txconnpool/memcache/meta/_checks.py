@@ -37,6 +37,13 @@ def checkKey(key: object, base64Keys: bool) -> bytes:
     """
     if not base64Keys:
         return _v.checkKey(key)
+    return checkBinaryKey(key)
+
+
+def checkBinaryKey(key: object) -> bytes:
+    """
+    Return the key base64-encoded, as C{checkKey(key, base64Keys=True)} does, or raise.
+    """
     if isinstance(key, bytes):
         raw = key
     elif isinstance(key, str):

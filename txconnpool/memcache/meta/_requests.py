@@ -34,6 +34,8 @@ _WON = 1
 _STALE = 2
 _LEASED = 4
 
+_NO_REPLY = object()
+
 
 class Mismatch(Exception):
     """
@@ -214,13 +216,23 @@ class StatusRequest(MetaRequest):
         bareMiss: bool = False,
         key: bytes | None = None,
     ) -> None:
-        MetaRequest.__init__(self, command, hasData)
+        self.command = command
+        self.hasData = hasData
+        self.result = None
+        self.failure = None
+        self.wins = None
         self.opaque = opaque
         self.replies = replies
         self.bareMiss = bareMiss
         self.key = key
 
     def feedLine(self, line: bytes) -> int:
+        # The usual reply: the status and the opaque token, nothing else.
+        if line[2:3] == b" " and line[3:] == self.opaque:
+            result = self.replies.get(line[:2], _NO_REPLY)
+            if result is not _NO_REPLY:
+                self.result = result
+                return DONE
         parts = line.split(b" ")
         code = parts[0]
         replies = self.replies
@@ -247,7 +259,11 @@ class GetRequest(MetaRequest):
     __slots__ = ("_cas", "_flags", "_marks", "bareMiss", "key", "opaque", "withCas")
 
     def __init__(self, opaque: bytes, key: bytes, withCas: bool, bareMiss: bool) -> None:
-        MetaRequest.__init__(self, "gets" if withCas else "get")
+        self.command = "gets" if withCas else "get"
+        self.hasData = False
+        self.result = None
+        self.failure = None
+        self.wins = None
         self.opaque = opaque
         self.key = key
         self.withCas = withCas
@@ -259,6 +275,16 @@ class GetRequest(MetaRequest):
     def feedLine(self, line: bytes) -> int:
         parts = line.split(b" ")
         code = parts[0]
+        withCas = self.withCas
+        # The usual hit: VA <size> O<opaque> f<flags>[ c<cas>], in the order asked for.
+        if code == b"VA" and len(parts) == 4 + withCas and parts[2] == self.opaque:
+            length, flagsToken = parts[1], parts[3]
+            if length.isdigit() and flagsToken[:1] == b"f" and flagsToken[1:].isdigit():
+                if withCas:
+                    self._cas = _casToken(parts[4][1:] if parts[4][:1] == b"c" else None)
+                self._flags = _clientFlags(flagsToken[1:])
+                self._marks = 0
+                return int(length)
         if code == b"VA" and len(parts) > 2:
             size = _size(parts[1])
             opaque, flags, cas, self._marks = _readFlags(parts[2:])
@@ -369,6 +395,16 @@ class QuietGets(MetaRequest):
         if parts[0] != b"VA" or len(parts) < 3:
             raise Mismatch("is not a reply to a quiet get")
         size = _size(parts[1])
+        # The usual hit: O<opaque> f<flags>[ c<cas>], in the order asked for.
+        i = self._index.get(parts[2], -1)
+        if i >= self._pos and len(parts) == 4 + self.withCas[i]:
+            flagsToken = parts[3]
+            if flagsToken[:1] == b"f" and (len(parts) == 4 or parts[4][:1] == b"c"):
+                casToken = _casToken(parts[4][1:]) if len(parts) == 5 else b""
+                self._skipTo(i)
+                self._pos = i + 1
+                self._current = (i, _clientFlags(flagsToken[1:]), casToken, 0)
+                return size
         opaque, flags, cas, marks = _readFlags(parts[2:])
         i = self._index.get(opaque or b"", -1)
         if i < self._pos:

@@ -90,9 +90,14 @@ class MetaWire(Protocol):
 
     def _opaque(self) -> bytes:
         """
-        A new opaque token for the next request, unique on this connection.
+        A new opaque token for the next request, unique on this connection (L{_reserve} of
+        one number).
         """
-        return b"O%d" % (self._reserve(1),)
+        if self._batch is not None:
+            self._flush()
+        n = self._nextOpaque
+        self._nextOpaque = n + 1
+        return b"O%d" % (n,)
 
     # Receiving
 
@@ -215,7 +220,8 @@ class MetaWire(Protocol):
         read was handed, then fire it (so that a request its callbacks send comes after the
         lease is given back).
         """
-        self._answered()
+        self._pending.popleft()
+        self._answerable -= 1
         if req.wins is not None:
             for key in req.wins:
                 self._giveBack(key)
@@ -359,7 +365,8 @@ class MetaWire(Protocol):
         )
 
     def _send(self, req: MetaRequest, data: bytes) -> Deferred[Any]:
-        if not self._writable():
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
             return self._notConnected(req.command)
         if self._batch is not None:
             self._flush()
@@ -368,8 +375,7 @@ class MetaWire(Protocol):
         self._pending.append(req)
         if self._timeoutCall is None and self.timeOut is not None:
             self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
-        assert self.transport is not None
-        self.transport.write(data)
+        transport.write(data)
         return d
 
     def _batched(self, key: bytes, withCas: bool) -> Deferred[Any]:

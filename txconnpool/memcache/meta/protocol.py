@@ -45,7 +45,7 @@ from txconnpool.memcache.errors import (
     InvalidRequestError,
     InvalidTypeError,
 )
-from txconnpool.memcache.meta._checks import checkKey, checkTtl
+from txconnpool.memcache.meta._checks import checkBinaryKey, checkKey, checkTtl
 from txconnpool.memcache.meta._probe import ServerInfo, judgeProbe
 from txconnpool.memcache.meta._requests import (
     GetRequest,
@@ -134,6 +134,9 @@ class MetaMemCacheProtocol(MetaWire):
         self._clock = clock
         self.base64Keys = bool(base64Keys)
         self._keyFlag = b" b" if self.base64Keys else b""
+        self._key: Callable[[object], bytes] = (
+            checkBinaryKey if self.base64Keys else _v.checkKey
+        )
         self.serverInfo: ServerInfo | None = None
         self._initWire(bool(batchGets))
 
@@ -208,19 +211,16 @@ class MetaMemCacheProtocol(MetaWire):
         cas: object = None,
     ) -> Deferred[bool]:
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             value = _v.checkValue(val, self.maxValueSize)
-            extra = b" F%d T%d" % (
-                _v.checkInt("flags", flags, _v.MAX_FLAGS),
-                _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME),
-            )
-            if cas is not None:
-                extra += b" C" + _v.checkCas(cas)
+            clientFlags = _v.checkInt("flags", flags, _v.MAX_FLAGS)
+            ttl = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
+            compare = b"" if cas is None else b" C" + _v.checkCas(cas)
         except InvalidRequestError as e:
             return fail(e)
         opaque = self._opaque()
-        line = b"ms %s %d %s%s%s%s\r\n%s\r\n" % (
-            wireKey, len(value), opaque, self._keyFlag, extra, mode, value
+        line = b"ms %s %d %s%s F%d T%d%s%s\r\n%s\r\n" % (
+            wireKey, len(value), opaque, self._keyFlag, clientFlags, ttl, compare, mode, value
         )
         replies = _STORED if cas is None else _CAS_STORED
         return self._send(StatusRequest(command, opaque, replies, hasData=True), line)
@@ -248,7 +248,7 @@ class MetaMemCacheProtocol(MetaWire):
 
     def _concatenate(self, command: str, key: object, val: object, mode: bytes) -> Deferred[bool]:
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             value = _v.checkValue(val, self.maxValueSize)
         except InvalidRequestError as e:
             return fail(e)
@@ -305,7 +305,7 @@ class MetaMemCacheProtocol(MetaWire):
 
     def _arithmetic(self, command: str, key: object, val: object, mode: bytes) -> Deferred[Any]:
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             delta = _v.checkInt("val", val, _v.MAX_UINT64)
         except InvalidRequestError as e:
             return fail(e)
@@ -318,7 +318,7 @@ class MetaMemCacheProtocol(MetaWire):
         Delete C{key}; fires with C{True}, or C{False} if it is missing.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
         except InvalidRequestError as e:
             return fail(e)
         opaque = self._opaque()
@@ -332,7 +332,7 @@ class MetaMemCacheProtocol(MetaWire):
         @return: fires with C{True}, or C{False} if the key is missing.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             ttl = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
         except InvalidRequestError as e:
             return fail(e)
@@ -355,7 +355,7 @@ class MetaMemCacheProtocol(MetaWire):
             missing key gives C{(0, None)} or C{(0, b"", None)}.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
         except InvalidRequestError as e:
             return fail(e)
         withCas = bool(withIdentifier)
@@ -379,7 +379,7 @@ class MetaMemCacheProtocol(MetaWire):
             name = type(keys).__name__
             return fail(InvalidTypeError(f"keys must be an iterable of keys, not one {name}"))
         try:
-            callerKeys = [(key, checkKey(key, self.base64Keys)) for key in keys]
+            callerKeys = [(key, self._key(key)) for key in keys]
         except InvalidRequestError as e:
             return fail(e)
         if not callerKeys:
@@ -428,7 +428,7 @@ class MetaMemCacheProtocol(MetaWire):
             key is missing.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
         except InvalidRequestError as e:
             return fail(e)
         return self._send(ItemInfoRequest(wireKey), b"me %s%s\r\n" % (wireKey, self._keyFlag))
@@ -451,7 +451,7 @@ class MetaMemCacheProtocol(MetaWire):
         @return: fires with a L{LeaseReply}.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             lock = checkTtl("lockTtl", lockTtl, 1)
             within = checkTtl("recacheWithin", recacheWithin, 0)
         except InvalidRequestError as e:
@@ -476,7 +476,7 @@ class MetaMemCacheProtocol(MetaWire):
             meanwhile (C{EX}) or is gone (C{NF}), in which case nothing was stored.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             value = _v.checkValue(val, self.maxValueSize)
             life = checkTtl("ttl", ttl, 0)
             compare = b"" if cas is None else b" C%s I" % (_v.checkCas(cas),)
@@ -498,7 +498,7 @@ class MetaMemCacheProtocol(MetaWire):
         @return: fires with C{True} if released, C{False} if the item changed or is gone.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             token = _v.checkCas(cas)
         except InvalidRequestError as e:
             return fail(e)
@@ -518,7 +518,7 @@ class MetaMemCacheProtocol(MetaWire):
         @return: fires with C{True}, or C{False} if the key is missing.
         """
         try:
-            wireKey = checkKey(key, self.base64Keys)
+            wireKey = self._key(key)
             ttl = b"" if staleTtl is None else b" T%d" % (checkTtl("staleTtl", staleTtl, 1),)
         except InvalidRequestError as e:
             return fail(e)
