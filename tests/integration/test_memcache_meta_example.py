@@ -5,6 +5,7 @@ memcached: 100 concurrent requests for a cold report cause one computation.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from twisted.web.client import HTTPConnectionPool
 from txconnpool.memcache import MetaMemCachePool
 from txconnpool.memcache.testing import MemcachedProcess
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 
 sys.path.insert(0, str(EXAMPLES))
 from stampede_web import Reports, makeSite  # noqa: E402
@@ -33,6 +35,7 @@ def test_stampedeDemo(memcached: MemcachedProcess) -> None:
         [sys.executable, str(EXAMPLES / "stampede_web.py"), "--memcached", memcached.endpoint,
          "--demo"],
         capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
