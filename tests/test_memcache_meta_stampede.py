@@ -369,6 +369,19 @@ def test_valueTheStoreRefuses() -> None:
     failureOf(d, InvalidValueError)
 
 
+def test_valueTheServerCouldNotStoreIsStillReturned() -> None:
+    """
+    If storing the computed value fails for want of the server, the caller still gets the
+    value, and the lease is given back.
+    """
+    g, pool, _ = guard()
+    d = call(g, lambda: b"v")
+    pool.answer("leaseGet", WON)
+    pool.fail("leaseStore", ConnectionLostError("lost"))
+    assert pool.answer("leaseRelease", True) == (b"k", b"5", False)
+    assert resultOf(d) == b"v"
+
+
 def test_valueNotStoredIsStillReturned() -> None:
     """
     If the item changed while the value was computed (the store answers EX or NF), the

@@ -174,7 +174,8 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
 
         @param key: The key, as for L{get}.
         @param compute: A function of no arguments returning the value as C{bytes}, a
-            L{Deferred} firing with it, or a coroutine returning it.
+            L{Deferred<twisted.internet.defer.Deferred>} firing with it, or a coroutine
+            returning it.
         @param ttl: Seconds the computed value is fresh (1 to 30 days); 0 for ever.
         @param lockTtl: Seconds a lease on a missing key lasts at most (1 to 30 days): make
             it longer than C{compute} takes.

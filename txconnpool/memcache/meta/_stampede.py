@@ -242,9 +242,9 @@ class StampedeGuard:
 
     async def _compute(self, key: object, compute: Compute, life: int, reply: LeaseReply) -> bytes:
         """
-        Compute and store the value under the lease; give the lease back if that fails.
+        Compute and store the value under the lease; give the lease back if either fails.
+        A value that could not be stored for want of the server is still returned.
         """
-        request = self._requester.performRequest
         try:
             result = compute()
             if isinstance(result, Deferred):
@@ -257,11 +257,20 @@ class StampedeGuard:
                 raise InvalidTypeError(
                     f"compute must give bytes to store, not {type(value).__name__}"
                 )
-            stored = await request("leaseStore", key, value, life, reply.cas or None)
         except Exception:
-            if reply.cas:
-                await self._release(key, reply)
+            await self._release(key, reply)
             raise
+        try:
+            stored = await self._requester.performRequest(
+                "leaseStore", key, value, life, reply.cas or None
+            )
+        except InvalidRequestError:
+            await self._release(key, reply)
+            raise
+        except Exception as e:
+            _log.warn("Could not store the value computed for {key}: {error}", key=key, error=e)
+            await self._release(key, reply)
+            return value
         if not stored:
             _log.info(
                 "The value computed for {key} was not stored: the item changed while it was "
@@ -272,8 +281,11 @@ class StampedeGuard:
 
     async def _release(self, key: object, reply: LeaseReply) -> None:
         """
-        Give the lease back, so that the next caller takes it.
+        Give the lease back, so that the next caller takes it (there is none to give back
+        when the server could not create the placeholder).
         """
+        if not reply.cas:
+            return
         try:
             await self._requester.performRequest(
                 "leaseRelease", key, reply.cas, reply.value is not None
