@@ -21,13 +21,9 @@ from zope.interface import implementer
 from txconnpool.errors import ConnectionLostError, ProtocolError
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache.errors import ServerError
-from txconnpool.memcache.meta._requests import (
-    DONE,
-    GetBatch,
-    MetaRequest,
-    Mismatch,
-    StatusRequest,
-)
+from txconnpool.memcache.meta._batches import GetBatch
+from txconnpool.memcache.meta._replies import DONE, MetaRequest, Mismatch
+from txconnpool.memcache.meta._requests import StatusRequest
 
 _log = Logger()
 

@@ -16,8 +16,9 @@ What it adds to the text-protocol client:
     nothing back) closed by C{mn}; a batch may mix gets with and without the CAS token.
   - With C{base64Keys}, keys are sent base64-encoded (the C{b} flag), so that any bytes, up to
     186 of them, make a key.
-  - Leases against cache stampedes: L{leaseGet}, L{leaseStore}, L{leaseRelease},
-    L{invalidate}; and L{itemInfo} (C{me}), L{noop} (C{mn}).
+  - Leases against cache stampedes: C{leaseGet}, C{leaseStore}, C{leaseRelease} and
+    C{invalidate} (from L{LeaseCommands<txconnpool.memcache.meta._leases.LeaseCommands>});
+    and L{MetaMemCacheProtocol.itemInfo} (C{me}), L{MetaMemCacheProtocol.noop} (C{mn}).
 
 C{stats}, C{version} and C{flush_all} have no meta form and are sent as text commands; their
 replies carry no token and are matched by their place in the queue and their shape, as the
@@ -45,20 +46,18 @@ from txconnpool.memcache.errors import (
     InvalidRequestError,
     InvalidTypeError,
 )
-from txconnpool.memcache.meta._checks import checkBinaryKey, checkKey, checkTtl
+from txconnpool.memcache.meta._batches import MultiGet
+from txconnpool.memcache.meta._checks import checkBinaryKey, checkKey
+from txconnpool.memcache.meta._leases import LeaseCommands
 from txconnpool.memcache.meta._probe import ServerInfo, judgeProbe
 from txconnpool.memcache.meta._requests import (
     GetRequest,
     IncrRequest,
     ItemInfoRequest,
     LeaseReply,
-    LeaseRequest,
-    MultiGet,
-    ProbeRequest,
-    StatsRequest,
     StatusRequest,
-    TextRequest,
 )
+from txconnpool.memcache.meta._textRequests import ProbeRequest, StatsRequest, TextRequest
 from txconnpool.memcache.meta._wire import MetaWire
 from txconnpool.memcache.protocol import DEFAULT_MAX_VALUE_SIZE
 
@@ -75,7 +74,7 @@ _DELETED = {b"HD": True, b"NF": False}
 _TOUCHED = {b"HD": True, b"EN": False}
 
 
-class MetaMemCacheProtocol(MetaWire):
+class MetaMemCacheProtocol(MetaWire, LeaseCommands):
     """
     A memcached client speaking the meta protocol; see the module docstring.
 
@@ -345,8 +344,8 @@ class MetaMemCacheProtocol(MetaWire):
         """
         Fetch C{key}; with C{withIdentifier}, fetch its CAS identifier too.
 
-        A key that holds only a lease's placeholder (see L{leaseGet}) reads as missing, and a
-        stale value (see L{invalidate}) reads as its value; if the read is handed the stale
+        A key that holds only a lease's placeholder (see C{leaseGet}) reads as missing, and a
+        stale value (see C{invalidate}) reads as its value; if the read is handed the stale
         value's lease, the protocol gives the lease back at once, so that a caller of
         C{getOrCompute} gets it.
 
@@ -432,97 +431,3 @@ class MetaMemCacheProtocol(MetaWire):
         except InvalidRequestError as e:
             return fail(e)
         return self._send(ItemInfoRequest(wireKey), b"me %s%s\r\n" % (wireKey, self._keyFlag))
-
-    # Leases
-
-    def leaseGet(self, key: Key, lockTtl: int, recacheWithin: int = 0) -> Deferred[LeaseReply]:
-        """
-        Fetch C{key} and take its lease if the value is missing, stale, or (with
-        C{recacheWithin}) about to expire: the lease goes to one caller at a time, across every
-        client of the server, which is then the one to compute the value.
-
-        On a miss the server creates an empty placeholder that holds the lease for
-        C{lockTtl} seconds; later callers see it as leased. An item marked stale by
-        L{invalidate} hands its lease to the first reader.
-
-        @param lockTtl: seconds (1 to 30 days) the placeholder of a missing key lives.
-        @param recacheWithin: hand the lease out while the value has fewer than this many
-            seconds left to live (C{R}); 0 for never.
-        @return: fires with a L{LeaseReply}.
-        """
-        try:
-            wireKey = self._key(key)
-            lock = checkTtl("lockTtl", lockTtl, 1)
-            within = checkTtl("recacheWithin", recacheWithin, 0)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        recache = b" R%d" % (within,) if within else b""
-        line = b"mg %s %s%s v c N%d%s\r\n" % (wireKey, opaque, self._keyFlag, lock, recache)
-        return self._send(LeaseRequest(opaque, self._bareMisses), line)
-
-    def leaseStore(
-        self, key: Key, val: bytes, ttl: int, cas: bytes | int | None
-    ) -> Deferred[bool]:
-        """
-        Store the value computed under a lease, replacing the placeholder or the stale value
-        whose CAS token L{leaseGet} gave. If the item was invalidated again meanwhile, the
-        value is stored marked stale, so that it is recomputed once more (C{ms ... C I}).
-
-        @param ttl: seconds the value lives (0 for ever, at most 30 days).
-        @param cas: the item's CAS token from L{leaseGet}, or C{None} to store whatever is
-            there (when the server could not hold a lease).
-        @return: fires with C{True} when stored, C{False} when the item changed otherwise
-            meanwhile (C{EX}) or is gone (C{NF}), in which case nothing was stored.
-        """
-        try:
-            wireKey = self._key(key)
-            value = _v.checkValue(val, self.maxValueSize)
-            life = checkTtl("ttl", ttl, 0)
-            compare = b"" if cas is None else b" C%s I" % (_v.checkCas(cas),)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"ms %s %d %s%s T%d%s\r\n%s\r\n" % (
-            wireKey, len(value), opaque, self._keyFlag, life, compare, value
-        )
-        req = StatusRequest("getOrCompute", opaque, _CAS_STORED, hasData=True)
-        return self._send(req, line)
-
-    def leaseRelease(self, key: Key, cas: bytes | int, stale: bool) -> Deferred[bool]:
-        """
-        Give a lease back without a value, so that the next caller takes it: delete the
-        placeholder of a missing key, or mark a value stale once more (C{stale}); only if
-        the item still has the CAS token L{leaseGet} gave.
-
-        @return: fires with C{True} if released, C{False} if the item changed or is gone.
-        """
-        try:
-            wireKey = self._key(key)
-            token = _v.checkCas(cas)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"md %s %s%s C%s%s\r\n" % (
-            wireKey, opaque, self._keyFlag, token, b" I" if stale else b""
-        )
-        return self._send(StatusRequest("release", opaque, _CAS_STORED), line)
-
-    def invalidate(self, key: Key, staleTtl: int | None = None) -> Deferred[bool]:
-        """
-        Mark the value of C{key} stale (C{md ... I}): readers keep getting it, and the first
-        lease-taking read (L{leaseGet}) takes the lease to recompute it.
-
-        @param staleTtl: seconds (1 to 30 days) the stale value may still live, at most;
-            C{None} keeps its expiry time.
-        @return: fires with C{True}, or C{False} if the key is missing.
-        """
-        try:
-            wireKey = self._key(key)
-            ttl = b"" if staleTtl is None else b" T%d" % (checkTtl("staleTtl", staleTtl, 1),)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"md %s %s%s I%s\r\n" % (wireKey, opaque, self._keyFlag, ttl)
-        return self._send(StatusRequest("invalidate", opaque, _DELETED), line)
-
