@@ -285,6 +285,32 @@ async def test_failedRecomputeOfAStaleValueReleasesTheLease(
 
 
 @pytest_twisted.ensureDeferred
+async def test_earlyRecacheAndStaleTtl(memcached: MemcachedProcess) -> None:
+    """
+    A value with fewer seconds left than staleTtl + earlyRecache is recomputed by one reader
+    while the readers of another pool keep getting it, and the new value is stored for
+    ttl + staleTtl seconds.
+    """
+    key = b"meta-early"
+    a, b = Racer(memcached, b"recached"), Racer(memcached, b"unused")
+    options = {"staleTtl": 20, "earlyRecache": 15}
+    try:
+        assert await a.pool.set(key, b"current", expireTime=30) is True
+        leader = a.pool.getOrCompute(key, a.compute, 60, **options)
+        assert await a.status == "computing"
+        others = [b.pool.getOrCompute(key, b.compute, 60, **options) for _ in range(5)]
+        assert await outcomes(others) == [b"current"] * 5
+        a.release()
+        assert await leader == b"recached"
+        info = await a.pool.itemInfo(key)
+        assert info is not None and 75 <= abs(int(info[b"exp"])) <= 80
+        assert await b.pool.getOrCompute(key, b.compute, 60, **options) == b"recached"
+        assert (a.computed, b.computed) == (1, 0)
+    finally:
+        await closeAll(a, b)
+
+
+@pytest_twisted.ensureDeferred
 async def test_leaseOfADeadProcessExpires(memcached: MemcachedProcess) -> None:
     """
     When the process holding a lease dies mid-computation, the lease ends after lockTtl

@@ -102,15 +102,19 @@ class QuietGets(MetaRequest):
         if parts[0] != b"VA" or len(parts) < 3:
             raise Mismatch("is not a reply to a quiet get")
         size = readSize(parts[1])
-        # The usual hit: O<opaque> f<flags>[ c<cas>], in the order asked for.
+        # The usual hit: O<opaque> f<flags>[ c<cas>], in the order asked for, for the next
+        # key waiting (or a later one, the keys between having missed).
         i = self._index.get(parts[2], -1)
-        if i >= self._pos and len(parts) == 4 + self.withCas[i]:
+        pos = self._pos
+        if i >= pos and len(parts) == 4 + self.withCas[i]:
             flagsToken = parts[3]
             if flagsToken[:1] == b"f" and (len(parts) == 4 or parts[4][:1] == b"c"):
                 casToken = readCasToken(parts[4][1:]) if len(parts) == 5 else b""
-                self._skipTo(i)
+                clientFlags = 0 if flagsToken == b"f0" else readClientFlags(flagsToken[1:])
+                if i > pos or self._error is not None:
+                    self._skipTo(i)
                 self._pos = i + 1
-                self._current = (i, readClientFlags(flagsToken[1:]), casToken, 0)
+                self._current = (i, clientFlags, casToken, 0)
                 return size
         opaque, flags, cas, marks = readFlags(parts[2:])
         i = self._index.get(opaque or b"", -1)
@@ -132,6 +136,9 @@ class QuietGets(MetaRequest):
     def feedData(self, data: bytes) -> int:
         i, flags, cas, marks = self._current
         withCas = self.withCas[i]
+        if not marks:
+            self.results[i] = (flags, cas, data) if withCas else (flags, data)
+            return MORE
         if isPlaceholder(marks, data):
             self.results[i] = (0, b"", None) if withCas else (0, None)
         else:
@@ -152,6 +159,9 @@ class GetBatch(QuietGets):
     """
     Single-key gets made while other requests were in flight, sent together as one
     L{QuietGets}; each member keeps its own L{Deferred}.
+
+    @ivar members: The L{Deferred} of each get, in step with C{keys} and C{withCas}: the wire
+        appends to the three lists together.
     """
 
     __slots__ = ("members",)
@@ -159,13 +169,6 @@ class GetBatch(QuietGets):
     def __init__(self) -> None:
         QuietGets.__init__(self)
         self.members: list[Deferred[Any]] = []
-
-    def addMember(self, key: bytes, withCas: bool, d: Deferred[Any]) -> None:
-        """
-        Add one get, answered through C{d}.
-        """
-        self.add(key, withCas)
-        self.members.append(d)
 
     def remove(self, d: Deferred[Any]) -> None:
         """

@@ -378,7 +378,8 @@ class MetaWire(Protocol):
         """
         Add a get to the batch of this reactor turn, opening one if needed.
         """
-        if not self._writable():
+        transport = self.transport
+        if self._closed or transport is None or getattr(transport, "disconnecting", False):
             return self._notConnected("gets" if withCas else "get")
         batch = self._batch
         if batch is None:
@@ -389,8 +390,11 @@ class MetaWire(Protocol):
                 self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
             self._flushCall = self.callLater(0, self._flush)
         d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
-        batch.addMember(key, withCas, d)
-        if len(batch.keys) >= MAX_BATCH:
+        keys = batch.keys
+        keys.append(key)
+        batch.withCas.append(withCas)
+        batch.members.append(d)
+        if len(keys) >= MAX_BATCH:
             self._flush()
         return d
 
