@@ -66,17 +66,22 @@ class QuietGets(MetaRequest):
 
         @param keyFlag: C{b" b"} when the keys are base64-encoded, else C{b""}.
         """
-        index = self._index = {}
-        out = []
-        for i, (key, withCas) in enumerate(zip(self.keys, self.withCas)):
-            opaque = b"O%d" % (firstOpaque + i,)
-            index[opaque] = i
-            out.append(
-                b"mg %s %s%s q v f%s\r\n" % (key, opaque, keyFlag, b" c" if withCas else b"")
-            )
-        self.results = [None] * len(self.keys)
-        out.append(b"mn\r\n")
-        return b"".join(out)
+        keys = self.keys
+        opaques = [b"O%d" % (n,) for n in range(firstOpaque, firstOpaque + len(keys))]
+        self._index = dict(zip(opaques, range(len(opaques))))
+        self.results = [None] * len(keys)
+        # Each key's line ends with the start of the next one: "... q v f\r\nmg ".
+        plain = keyFlag + b" q v f\r\nmg "
+        cas = keyFlag + b" q v f c\r\nmg "
+        parts = [b"mg "]
+        append = parts.append
+        for key, opaque, withCas in zip(keys, opaques, self.withCas):
+            append(key)
+            append(b" ")
+            append(opaque)
+            append(cas if withCas else plain)
+        parts[-1] = parts[-1][:-3] + b"mn\r\n"
+        return b"".join(parts)
 
     def _skipTo(self, stop: int) -> None:
         """

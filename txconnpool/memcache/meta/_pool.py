@@ -123,7 +123,7 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         @return: Whether the protocol dropped its connection (after a protocol error, a
             timeout or a cancelled request).
         """
-        return protocol.closed
+        return protocol._closed
 
     def pingConnection(self, protocol: MetaMemCacheProtocol) -> Deferred[object]:
         """
