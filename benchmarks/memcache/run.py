@@ -39,6 +39,7 @@ from .report import Results, plot, renderMarkdown
 from .specs import (
     CLIENT_KINDS,
     DEFAULT_CLIENTS,
+    DEFAULT_WORKLOADS,
     KEY_COUNT,
     REFERENCE,
     WORKLOADS,
@@ -83,8 +84,9 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
              f"(default: {' '.join(DEFAULT_CLIENTS)})",
     )
     parser.add_argument(
-        "--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS),
-        metavar="WORKLOAD", help=f"from: {', '.join(WORKLOADS)} (default: all)",
+        "--workloads", nargs="+", default=list(DEFAULT_WORKLOADS), choices=list(WORKLOADS),
+        metavar="WORKLOAD",
+        help=f"from: {', '.join(WORKLOADS)} (default: {' '.join(DEFAULT_WORKLOADS)})",
     )
     parser.add_argument(
         "--concurrency", nargs="+", type=int, default=[1, 10, 100, 1000], metavar="N",

@@ -45,8 +45,11 @@ WORKLOADS: dict[str, Workload] = {
         Workload("mix", "90% get / 10% set, 100-byte values", 100, setEvery=10),
         Workload("mix50", "50% get / 50% set, 100-byte values", 100, setEvery=2),
         Workload("get10k", "get, 10 KB values", 10 * 1024),
+        Workload("mix50", "50% get / 50% set, 100-byte values", 100, setEvery=2),
     )
 }
+
+DEFAULT_WORKLOADS = ("get", "mix", "get10k")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,13 @@ CLIENT_KINDS: dict[str, ClientKind] = {
             "pool-exclusive", "MemCachePool exclusive",
             "the same pool, each operation on a connection checked out for it: "
             "`async with pool.connection() as p: await p.get(key)`",
+            takesPoolOptions=True,
+        ),
+        ClientKind(
+            "meta", "MetaMemCachePool",
+            "`MetaMemCachePool(endpoint)`, the meta-protocol pool, with its default settings "
+            "(plus any `--pool-option`); each caller does `await pool.get(key)`; Twisted epoll "
+            "reactor",
             takesPoolOptions=True,
         ),
         ClientKind(

@@ -173,7 +173,8 @@ async def drive(
 
 def runTwisted(spec: dict[str, Any]) -> dict[str, Any]:
     """
-    Measure a Twisted client (C{pool}, C{pool-exclusive} or C{twisted}) on the epoll reactor.
+    Measure a Twisted client (C{pool}, C{pool-exclusive}, C{meta} or C{twisted}) on the epoll
+    reactor.
     """
     from twisted.internet import epollreactor
 
@@ -202,11 +203,12 @@ def runTwisted(spec: dict[str, Any]) -> dict[str, Any]:
                 protocol.transport.loseConnection()
 
         else:
-            from txconnpool.memcache import MemCachePool
+            from txconnpool.memcache import MemCachePool, MetaMemCachePool
 
-            pool = MemCachePool(f"tcp:{spec['host']}:{spec['port']}", **spec["poolOptions"])
+            poolClass = MetaMemCachePool if kind == "meta" else MemCachePool
+            pool = poolClass(f"tcp:{spec['host']}:{spec['port']}", **spec["poolOptions"])
             close = pool.close
-            if kind == "pool":
+            if kind in ("pool", "meta"):
                 get, store = pool.get, pool.set
             else:
                 connection = pool.connection

@@ -31,7 +31,7 @@ from twisted.internet.task import Clock  # noqa: E402
 from twisted.logger import globalLogPublisher  # noqa: E402
 
 from txconnpool import Pool, PooledClientFactory  # noqa: E402
-from txconnpool._housekeeping import LIFETIME_VARIATION  # noqa: E402
+from txconnpool._upkeep import LIFETIME_VARIATION  # noqa: E402
 from txconnpool.testing import FakeEndpoint  # noqa: E402
 
 OUTPUT = os.path.join(os.path.dirname(here), "_static", "lifecycle-timeline.png")

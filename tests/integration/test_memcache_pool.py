@@ -1,5 +1,6 @@
 """
-MemCachePool against a real memcached server, over TCP and a unix socket.
+MemCachePool against a real memcached server, over TCP and a unix socket; the same tests run
+against MetaMemCachePool, which has the same surface over the meta protocol.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.memcache import MemCacheProtocol as TwistedMemCacheProtocol
 
 from txconnpool import ConnectionLostError, PoolClosedError, ServerUnavailableError
-from txconnpool.memcache import InvalidKeyError, MemCachePool
+from txconnpool.memcache import InvalidKeyError, MemCachePool, MetaMemCachePool
 from txconnpool.memcache.testing import MemcachedProcess
 from txconnpool.pool import Pool, PooledClientFactory
 
@@ -26,6 +27,15 @@ def server(request: pytest.FixtureRequest) -> MemcachedProcess:
     The shared memcached server, once over TCP and once over a unix socket.
     """
     result: MemcachedProcess = request.getfixturevalue(request.param)
+    return result
+
+
+@pytest.fixture(params=[MemCachePool, MetaMemCachePool], ids=["text", "meta"])
+def poolClass(request: pytest.FixtureRequest) -> type[Any]:
+    """
+    The pool class under test: MemCachePool, then MetaMemCachePool.
+    """
+    result: type[Any] = request.param
     return result
 
 
@@ -42,11 +52,13 @@ async def acceptedConnections(server: MemcachedProcess) -> int:
 
 
 @pytest_twisted.ensureDeferred
-async def test_everyCommand(server: MemcachedProcess, request: pytest.FixtureRequest) -> None:
+async def test_everyCommand(
+    server: MemcachedProcess, request: pytest.FixtureRequest, poolClass: type[Any]
+) -> None:
     """
     Every MemCachePool method gives memcached's answer, with Twisted's result shapes.
     """
-    pool = MemCachePool(server.endpoint, maxClients=3)
+    pool = poolClass(server.endpoint, maxClients=3)
     prefix = request.node.callspec.id.encode() + b"-"
     k = prefix + b"key"
     try:
@@ -98,13 +110,15 @@ async def test_everyCommand(server: MemcachedProcess, request: pytest.FixtureReq
 
 
 @pytest_twisted.ensureDeferred
-async def test_manyConcurrentRequestsShareFewConnections(memcached: MemcachedProcess) -> None:
+async def test_manyConcurrentRequestsShareFewConnections(
+    memcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
     """
     Hundreds of concurrent requests are all answered correctly over at most maxClients
     connections.
     """
     accepted = await acceptedConnections(memcached)
-    pool = MemCachePool(memcached.endpoint, maxClients=4)
+    pool = poolClass(memcached.endpoint, maxClients=4)
     try:
         keys = [f"concurrent-{i}".encode() for i in range(400)]
         stored = await defer.gatherResults([pool.set(k, k[::-1]) for k in keys])
@@ -179,13 +193,15 @@ async def test_legacyReadmePattern(memcached: MemcachedProcess) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_serverKilledMidRequestThenDown(freshMemcached: MemcachedProcess) -> None:
+async def test_serverKilledMidRequestThenDown(
+    freshMemcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
     """
     Killing memcached fails the request in flight with ConnectionLostError; the request
     queued behind it, like the requests made while the server is down, fails with
     ServerUnavailableError after failFastAfter refused connections.
     """
-    pool = MemCachePool(freshMemcached.endpoint, maxClients=1, failFastAfter=2)
+    pool = poolClass(freshMemcached.endpoint, maxClients=1, failFastAfter=2)
     try:
         assert await pool.set(b"k", b"1") is True
         assert await pool.get(b"k") == (0, b"1")
@@ -208,12 +224,14 @@ async def test_serverKilledMidRequestThenDown(freshMemcached: MemcachedProcess) 
 
 
 @pytest_twisted.ensureDeferred
-async def test_closeWaitsForInFlightAndClosesSockets(memcached: MemcachedProcess) -> None:
+async def test_closeWaitsForInFlightAndClosesSockets(
+    memcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
     """
     close() lets requests in flight finish, fails queued ones, and fires when every socket to
     memcached is closed.
     """
-    pool = MemCachePool(memcached.endpoint, maxClients=1, maxRequestsPerClient=1)
+    pool = poolClass(memcached.endpoint, maxClients=1, maxRequestsPerClient=1)
     assert await pool.set(b"close-k", b"v") is True
     inFlight = pool.get(b"close-k")
     queued = pool.get(b"close-k")
@@ -228,13 +246,15 @@ async def test_closeWaitsForInFlightAndClosesSockets(memcached: MemcachedProcess
 
 
 @pytest_twisted.ensureDeferred
-async def test_endpointObjectAndExclusiveCheckout(memcached: MemcachedProcess) -> None:
+async def test_endpointObjectAndExclusiveCheckout(
+    memcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
     """
     A pool built on an endpoint object hands out a connection for exclusive use with
     connection(), and reuses it afterwards.
     """
     assert memcached.port is not None
-    pool = MemCachePool(TCP4ClientEndpoint(reactor, "127.0.0.1", memcached.port), maxClients=1)
+    pool = poolClass(TCP4ClientEndpoint(reactor, "127.0.0.1", memcached.port), maxClients=1)
     try:
         async with pool.connection() as protocol:
             assert await protocol.set(b"exclusive", b"1") is True

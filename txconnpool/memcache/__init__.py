@@ -1,7 +1,8 @@
 """
 memcached through a pool of connections: L{MemCachePool}, its hardened protocol
-L{MemCacheProtocol}, and their errors; and sharded over several servers, placed as
-libmemcached and twemproxy place keys: L{MemCacheCluster}.
+L{MemCacheProtocol}, and their errors; sharded over several servers, placed as
+libmemcached and twemproxy place keys: L{MemCacheCluster}; and L{MetaMemCachePool}, which
+speaks memcached's meta protocol (see L{txconnpool.memcache.meta}).
 """
 
 from ._clustererrors import PartialResultError, UnsupportedCommandError
@@ -19,6 +20,7 @@ from .errors import (
     ServerError,
     UnknownCommandError,
 )
+from .meta import MetaMemCachePool
 from .protocol import MemCacheProtocol
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "MemCacheError",
     "MemCachePool",
     "MemCacheProtocol",
+    "MetaMemCachePool",
     "NodeStats",
     "PartialResultError",
     "ServerError",

@@ -1,0 +1,329 @@
+"""
+Cache stampede protection for L{MetaMemCachePool<txconnpool.memcache.meta.MetaMemCachePool>}:
+C{getOrCompute}, built on memcached's leases.
+
+Across processes, memcached decides who computes a missing or stale value: the first
+lease-taking read (C{mg ... N}) of a missing key creates a placeholder and wins the lease (W),
+later ones see it taken (Z); an invalidated value hands its lease to its first reader. Inside
+one pool, the callers of the same key share one such read: a L{_Flight}, which the first
+caller leads and the others join.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from txconnpool.errors import PoolClosedError
+from txconnpool.memcache import _validate as _v
+from txconnpool.memcache.errors import (
+    InvalidArgumentError,
+    InvalidRequestError,
+    InvalidTypeError,
+)
+from txconnpool.memcache.meta._checks import MAX_RELATIVE_TTL, checkSeconds, checkTtl
+from txconnpool.memcache.meta._requests import LeaseReply
+from txconnpool.memcache.meta.errors import LeaseTimeoutError
+
+_log = Logger()
+
+Compute = Callable[[], bytes | Deferred[bytes] | Awaitable[bytes]]
+"""
+What C{getOrCompute} calls to compute a value: a function of no arguments returning
+C{bytes}, a L{Deferred} firing with C{bytes}, or a coroutine returning C{bytes}.
+"""
+
+
+class Requester(Protocol):
+    """
+    What the stampede protection sends its requests through: the pool.
+    """
+
+    def performRequest(self, method: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+        """
+        Call C{method} of a connection's protocol.
+        """
+
+
+class _Flight:
+    """
+    The callers of one key waiting on the same lease-taking read: the leader, whose call
+    started it, and the callers who joined it.
+
+    @ivar fallback: The value in the cache (stale, or due for recaching) while the leader
+        recomputes it; callers joining then get it at once.
+    """
+
+    def __init__(self, leader: Deferred[bytes]) -> None:
+        self.leader = leader
+        self.joiners: list[Deferred[bytes]] = []
+        self.fallback: bytes | None = None
+
+    def join(self) -> Deferred[bytes]:
+        """
+        A new caller of the same key: the value being recomputed if there is one, else a
+        share of the outcome.
+        """
+        if self.fallback is not None:
+            return succeed(self.fallback)
+        d: Deferred[bytes] = Deferred(self._leave)
+        self.joiners.append(d)
+        return d
+
+    def _leave(self, d: Deferred[bytes]) -> None:
+        """
+        A joiner cancelled its call: the flight goes on without it.
+        """
+        if d in self.joiners:
+            self.joiners.remove(d)
+
+    def serveFallback(self, value: bytes) -> None:
+        """
+        The leader recomputes a value that is still in the cache: hand it to whoever joined.
+        """
+        self.fallback = value
+        joiners, self.joiners = self.joiners, []
+        for d in joiners:
+            d.callback(value)
+
+    def settle(self, outcome: bytes | Failure) -> None:
+        """
+        Fire the leader and every joiner with the outcome.
+        """
+        joiners, self.joiners = self.joiners, []
+        for d in [self.leader, *joiners]:
+            if d.called:
+                continue
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+
+class StampedeGuard:
+    """
+    The C{getOrCompute} of one pool: the flights in progress, and the timers of the callers
+    waiting for another client's computation.
+
+    @param requester: The pool, whose protocol has C{leaseGet}, C{leaseStore} and
+        C{leaseRelease}.
+    @param clock: The source of time for the waits.
+    @param pollPolicy: The delay before poll number C{n} (0 for the first) of a value another
+        client is computing.
+    @param checkKey: Turns a key into the form that identifies it on the wire (raising
+        L{InvalidRequestError}), so that C{b"k"} and C{"k"} share one flight.
+    """
+
+    def __init__(
+        self,
+        requester: Requester,
+        clock: IReactorTime,
+        pollPolicy: Callable[[int], float],
+        checkKey: Callable[[object], bytes],
+    ) -> None:
+        self._requester = requester
+        self._clock = clock
+        self._pollPolicy = pollPolicy
+        self._checkKey = checkKey
+        self._flights: dict[bytes, _Flight] = {}
+        self._sleeps: set[Deferred[None]] = set()
+        self._closed = False
+
+    def getOrCompute(
+        self,
+        key: object,
+        compute: Compute,
+        ttl: object,
+        lockTtl: object,
+        staleTtl: object,
+        earlyRecache: object,
+        waitTimeout: object,
+    ) -> Deferred[bytes]:
+        """
+        See L{MetaMemCachePool.getOrCompute
+        <txconnpool.memcache.meta.MetaMemCachePool.getOrCompute>}.
+        """
+        try:
+            wireKey = self._checkKey(key)
+            if not callable(compute):
+                raise InvalidTypeError(
+                    f"compute must be callable, not {type(compute).__name__}"
+                )
+            life = checkTtl("ttl", ttl, 0)
+            lock = checkTtl("lockTtl", lockTtl, 1)
+            stale = checkTtl("staleTtl", staleTtl, 0)
+            early = checkTtl("earlyRecache", earlyRecache, 0)
+            if not life and (stale or early):
+                raise InvalidArgumentError(
+                    "staleTtl and earlyRecache need a ttl: a value stored with ttl=0 never "
+                    "expires"
+                )
+            if life + stale > MAX_RELATIVE_TTL:
+                raise InvalidArgumentError(
+                    f"ttl + staleTtl must be at most {MAX_RELATIVE_TTL} (30 days), "
+                    f"got {life + stale}"
+                )
+            if life and early >= life:
+                raise InvalidArgumentError(
+                    f"earlyRecache must be less than ttl ({life}), got {early}"
+                )
+            wait = 2.0 * lock if waitTimeout is None else checkSeconds("waitTimeout", waitTimeout)
+        except InvalidRequestError as e:
+            return fail(e)
+        if self._closed:
+            return fail(PoolClosedError("the pool was closed; getOrCompute not started"))
+        flight = self._flights.get(wireKey)
+        if flight is not None:
+            return flight.join()
+        leader: Deferred[bytes] = Deferred()
+        flight = self._flights[wireKey] = _Flight(leader)
+        recacheWithin = stale + early if life else 0
+        stored = life + stale if life else 0
+        run = Deferred.fromCoroutine(
+            self._lead(flight, key, compute, stored, lock, recacheWithin, wait)
+        )
+
+        def settle(outcome: bytes | Failure) -> None:
+            if self._flights.get(wireKey) is flight:
+                del self._flights[wireKey]
+            flight.settle(outcome)
+
+        run.addBoth(settle)
+        return leader
+
+    def close(self) -> None:
+        """
+        Stop: new calls fail with L{PoolClosedError}, and so do the callers waiting for another
+        client's computation. Computations in progress run to their end.
+        """
+        self._closed = True
+        for sleep in list(self._sleeps):
+            sleep.cancel()
+
+    async def _lead(
+        self,
+        flight: _Flight,
+        key: object,
+        compute: Compute,
+        life: int,
+        lockTtl: int,
+        recacheWithin: int,
+        waitTimeout: float,
+    ) -> bytes:
+        """
+        Read the key, taking its lease if it is there to take; compute the value under the
+        lease, or wait for another client's computation.
+        """
+        request = self._requester.performRequest
+        deadline = self._clock.seconds() + waitTimeout
+        attempt = 0
+        while True:
+            reply: LeaseReply = await request("leaseGet", key, lockTtl, recacheWithin)
+            if reply.won or not reply.cas:
+                if reply.value is not None:
+                    flight.serveFallback(reply.value)
+                return await self._compute(key, compute, life, reply)
+            if reply.value is not None:
+                return reply.value
+            now = self._clock.seconds()
+            if now >= deadline:
+                raise LeaseTimeoutError(
+                    f"waited {waitTimeout}s for another client to compute the value of "
+                    f"{_v.show(key)}, whose lease is still held; gave up"
+                )
+            await self._sleep(min(self._pollPolicy(attempt), deadline - now))
+            attempt += 1
+
+    async def _compute(self, key: object, compute: Compute, life: int, reply: LeaseReply) -> bytes:
+        """
+        Compute and store the value under the lease; give the lease back if either fails.
+        A value that could not be stored for want of the server is still returned.
+        """
+        try:
+            result = compute()
+            if isinstance(result, Deferred):
+                value: object = await result
+            elif inspect.isawaitable(result):
+                value = await Deferred.fromCoroutine(_awaited(result))
+            else:
+                value = result
+            if not isinstance(value, bytes):
+                raise InvalidTypeError(
+                    f"compute must give bytes to store, not {type(value).__name__}"
+                )
+        except Exception:
+            await self._release(key, reply)
+            raise
+        try:
+            stored = await self._requester.performRequest(
+                "leaseStore", key, value, life, reply.cas or None
+            )
+        except InvalidRequestError:
+            await self._release(key, reply)
+            raise
+        except Exception as e:
+            _log.warn("Could not store the value computed for {key}: {error}", key=key, error=e)
+            await self._release(key, reply)
+            return value
+        if not stored:
+            _log.info(
+                "The value computed for {key} was not stored: the item changed while it was "
+                "computed (or its lease expired, lockTtl being shorter than the computation)",
+                key=key,
+            )
+        return value
+
+    async def _release(self, key: object, reply: LeaseReply) -> None:
+        """
+        Give the lease back, so that the next caller takes it (there is none to give back
+        when the server could not create the placeholder).
+        """
+        if not reply.cas:
+            return
+        try:
+            await self._requester.performRequest(
+                "leaseRelease", key, reply.cas, reply.value is not None
+            )
+        except Exception as e:
+            _log.warn(
+                "Could not give back the lease on {key} ({error}); it ends when the "
+                "placeholder expires",
+                key=key,
+                error=e,
+            )
+
+    def _sleep(self, delay: float) -> Deferred[None]:
+        """
+        Wait C{delay} seconds, or until L{close}, which fails the wait with
+        L{PoolClosedError}.
+        """
+        call: IDelayedCall | None = None
+
+        def cancel(d: Deferred[None]) -> None:
+            if call is not None and call.active():
+                call.cancel()
+
+        d: Deferred[None] = Deferred(cancel)
+        call = self._clock.callLater(delay, d.callback, None)
+        self._sleeps.add(d)
+
+        def done(result: object) -> object:
+            self._sleeps.discard(d)
+            if isinstance(result, Failure) and result.check(CancelledError):
+                return Failure(
+                    PoolClosedError("the pool was closed while waiting for another client")
+                )
+            return result
+
+        return d.addBoth(done)
+
+
+async def _awaited(awaitable: Awaitable[bytes]) -> bytes:
+    return await awaitable
+
