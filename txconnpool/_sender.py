@@ -250,10 +250,13 @@ class Sender:
                     reason = "timeout"
                 elif cancelled:
                     reason = "cancelled"
+                elif result.check(error.ConnectionClosed, ConnectionLostError):
+                    reason = "lost"
                 else:
                     reason = "protocolError"
                 connections.retire(connection, reason, abort=True)
-                if reason == "protocolError" and not connection.proven:
+                if reason in ("lost", "protocolError") and not connection.proven:
+                    # Broken before it proved usable: as good as a failed attempt.
                     connections.connectFailed(result)
                 return
         elif not connection.proven:
