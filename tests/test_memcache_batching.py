@@ -80,6 +80,9 @@ def test_otherCommandFlushesTheBatchFirst() -> None:
     g = proto.get(b"b")
     s = proto.set(b"c", b"v")
     assert sent(transport) == b"get b\r\nset c 0 0 1\r\nv\r\n"
+    # The end-of-turn call stays for other batches of the turn, and then sends nothing.
+    clock.advance(0)
+    assert sent(transport) == b""
     assert [call.getTime() for call in clock.getDelayedCalls()] == [60.0]
     proto.dataReceived(b"END\r\nVALUE b 0 1\r\nB\r\nEND\r\nSTORED\r\n")
     assert resultOf(g) == (0, b"B")
@@ -158,3 +161,31 @@ def test_connectionLostFailsTheBatch() -> None:
         failureOf(d, ConnectionDone)
     assert clock.getDelayedCalls() == []
     failureOf(proto.get(b"d"), ConnectionLostError)
+
+
+def test_getsAlternatingWithOtherCommandsAreSentAtOnce() -> None:
+    """
+    After several batches of one get each (gets alternating with other commands), gets are
+    sent at once, unbatched, for a while; then batching is tried again.
+    """
+    from txconnpool.memcache._wire import LONELY_BATCHES, UNBATCHED_GETS
+
+    proto, transport, clock = connect()
+    proto.set(b"first", b"v")
+    sent(transport)
+    for i in range(LONELY_BATCHES):
+        proto.get(b"g%d" % i)
+        proto.set(b"s%d" % i, b"v")
+    sent(transport)
+    assert clock.getDelayedCalls()[0].getTime() == 0.0
+    clock.advance(0)
+    proto.get(b"direct")
+    assert sent(transport) == b"get direct\r\n"
+    for i in range(UNBATCHED_GETS):
+        proto.get(b"d%d" % i)
+    sent(transport)
+    proto.get(b"batched")
+    proto.get(b"again")
+    assert sent(transport) == b""
+    clock.advance(0)
+    assert sent(transport) == b"get batched again\r\n"

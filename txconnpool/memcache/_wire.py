@@ -33,6 +33,15 @@ from txconnpool.memcache.errors import ReplyTooLargeError, ServerError
 _log = Logger()
 
 
+LONELY_BATCHES = 8
+"""
+After this many batches of gets in a row that held one get each, gets are sent at once
+instead of batched, for L{UNBATCHED_GETS} gets, before batching is tried again.
+"""
+
+UNBATCHED_GETS = 32
+
+
 class MemCacheWire(WireTimers, Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection.
@@ -60,6 +69,7 @@ class MemCacheWire(WireTimers, Protocol):
     _batchGets: bool
     _batch: GetBatch | None
     _flushCall: IDelayedCall | None
+    _lonely: int
 
     # Receiving
 
@@ -406,24 +416,31 @@ class MemCacheWire(WireTimers, Protocol):
                 self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
             if self.requestTimeout is not None:
                 self._startDeadline(batch)
-            self._flushCall = self.callLater(0, self._flush)
+            if self._flushCall is None:
+                # One call per reactor turn serves every batch of the turn.
+                self._flushCall = self.callLater(0, self._endOfTurn)
         d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
         batch.add(wireKey, d)
         return d
 
+    def _endOfTurn(self) -> None:
+        self._flushCall = None
+        self._flush()
+
     def _flush(self) -> None:
         """
-        Send the batch of gets gathered so far.
+        Send the batch of gets gathered so far. Batches of one get, one after the other,
+        mean that gets alternate with other commands: after L{LONELY_BATCHES} of them, gets
+        are sent at once for a while (see C{MemCacheProtocol.get}).
         """
         batch, self._batch = self._batch, None
-        call, self._flushCall = self._flushCall, None
-        if call is not None and call.active():
-            call.cancel()
         if batch is None or self._closed:
             return
-        if batch.members:
+        members = batch.members
+        if members:
             assert self.transport is not None
             self.transport.write(batch.line())
+            self._lonely = self._lonely + 1 if len(members) == 1 else 0
         else:
             self._pending.remove(batch)
 

@@ -56,6 +56,7 @@ from txconnpool.memcache._requests import (
     StatsRequest,
 )
 from txconnpool.memcache._storage import StorageCommands
+from txconnpool.memcache._wire import LONELY_BATCHES, UNBATCHED_GETS
 from txconnpool.memcache.errors import (
     InvalidArgumentError,
     InvalidRequestError,
@@ -214,6 +215,7 @@ class MemCacheProtocol(StorageCommands):
         self._batchGets = bool(batchGets)
         self._batch: GetBatch | None = None
         self._flushCall: IDelayedCall | None = None
+        self._lonely = 0
 
     @property
     def closed(self) -> bool:
@@ -373,7 +375,11 @@ class MemCacheProtocol(StorageCommands):
         except InvalidRequestError as e:
             return fail(e)
         if self._batchGets and self._pending:
-            return self._batched(wireKey, bool(withIdentifier))
+            lonely = self._lonely
+            if lonely < LONELY_BATCHES:
+                return self._batched(wireKey, bool(withIdentifier))
+            # Gets alternate with other commands: batching them gains nothing for now.
+            self._lonely = 0 if lonely >= LONELY_BATCHES + UNBATCHED_GETS else lonely + 1
         if withIdentifier:
             return self._send(GetRequest(True, wireKey), b"gets %s\r\n" % (wireKey,))
         return self._send(GetRequest(False, wireKey), b"get %s\r\n" % (wireKey,))
