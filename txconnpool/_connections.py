@@ -74,7 +74,7 @@ class Connections:
         maxClients: int,
         address: str,
         describe: Callable[[], str],
-        closingHook: Callable[[Any], bool],
+        closingHook: Callable[[Any], bool] | None,
         onChange: Callable[[], None],
         onUnavailable: Callable[[Callable[[], Exception]], None],
         onEnded: Callable[[Connection, Failure], None],
@@ -162,9 +162,10 @@ class Connections:
         """
         Whether a connection is being closed, by its transport or by its protocol.
         """
-        return getattr(connection.link.transport, "disconnecting", False) or self._closingHook(
-            connection.protocol
-        )
+        if getattr(connection.link.transport, "disconnecting", False):
+            return True
+        hook = self._closingHook
+        return hook is not None and hook(connection.protocol)
 
     def takeIdle(self) -> Connection:
         """

@@ -42,7 +42,8 @@ class Hooks:
     What the core asks of the pool's public face.
 
     @ivar describe: The pool's C{repr}, for error messages.
-    @ivar closing: Whether a protocol has closed or started closing its connection.
+    @ivar closing: Whether a protocol has closed or started closing its connection; L{None}
+        when the pool's protocols never close their connections themselves.
     @ivar ping: Ping a protocol's connection.
     @ivar brokenErrors: Errors meaning a connection can no longer be trusted.
     @ivar idempotent: Names of the methods that are safe to send twice.
@@ -53,7 +54,7 @@ class Hooks:
     """
 
     describe: Callable[[], str]
-    closing: Callable[[Any], bool]
+    closing: Callable[[Any], bool] | None
     ping: Callable[[Any], Deferred[object]]
     brokenErrors: tuple[type[BaseException], ...]
     idempotent: frozenset[str]
@@ -102,6 +103,7 @@ class PoolCore:
             onEnded=lambda connection, reason: self.sender.connectionEnded(connection, reason),
         )
         self._clock = driver.clock
+        self._seconds = driver.clock.seconds
         self._housekeeper = Housekeeper(
             connections, self._clock, options, address, hooks.ping, self._dispatch
         )
@@ -178,7 +180,7 @@ class PoolCore:
             if refusal is not None:
                 self.failedRequests += 1
                 return fail(refusal)
-        now = self._clock.seconds()
+        now = self._seconds()
         if not (self.waiters or self._dispatching):
             connection = self._free(method, now)
             if connection is not None:

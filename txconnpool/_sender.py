@@ -66,7 +66,9 @@ class Sender:
         self.requestTimes = TimingWindow()
         self.failed = 0
         self._connections = connections
+        self._accepting = connections.accepting
         self._clock = clock
+        self._seconds = clock.seconds
         self._options = options
         self._address = address
         self._broken = brokenErrors
@@ -137,7 +139,7 @@ class Sender:
         if self._depth > 1:
             if len(flights) >= self._depth:
                 self._connections.refuse(connection)
-            elif connection not in self._connections.accepting:
+            elif connection not in self._accepting:
                 self._connections.accept(connection)
         if self._deadlines is not None:
             self._deadlines.sent(now)
@@ -228,7 +230,7 @@ class Sender:
             flights.popleft()
         elif not self._takeOff(flight):
             return
-        now = self._clock.seconds()
+        now = self._seconds()
         times = self.requestTimes
         times.samples[times.count & WINDOW_MASK] = now - flight.sentAt
         times.count += 1
@@ -261,6 +263,9 @@ class Sender:
                 return
         elif not connection.proven:
             connections.prove(connection)
+        if flights and connection in self._accepting and not connection.link.lost:
+            # Pipelined and still taking requests: nothing changes.
+            return
         self._afterFlight(connection, now)
 
     def _afterFlight(self, connection: Connection, now: float) -> None:

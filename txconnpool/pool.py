@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from typing_extensions import TypeVar
 
 from ._address import endpointFor
+from ._context import CheckedOutConnection
 from ._core import Hooks, PoolCore
 from ._driver import ConnectionDriver
 from ._options import PoolOptions, checkMaxClients, checkTimeout
@@ -32,7 +33,13 @@ from .factory import PooledClientFactory
 from .interfaces import ICancellableRequests
 from .stats import DiscardCounts, PoolStats
 
-__all__ = ["BROKEN_CONNECTION_ERRORS", "NoSuchCommand", "Pool", "PooledClientFactory"]
+__all__ = [
+    "BROKEN_CONNECTION_ERRORS",
+    "CheckedOutConnection",
+    "NoSuchCommand",
+    "Pool",
+    "PooledClientFactory",
+]
 
 _P = TypeVar("_P", default=Any)
 
@@ -224,7 +231,11 @@ class Pool(Generic[_P]):
             address,
             Hooks(
                 describe=self.__repr__,
-                closing=self.connectionClosing,
+                closing=(
+                    None
+                    if type(self).connectionClosing is Pool.connectionClosing
+                    else self.connectionClosing
+                ),
                 ping=self.pingConnection,
                 brokenErrors=self.brokenConnectionErrors,
                 idempotent=self.idempotentMethods,
@@ -475,25 +486,3 @@ class Pool(Generic[_P]):
         self._shutdownTrigger = None
         self._shutdownDeferred = self.close(timeout=self._options.shutdownTimeout)
         return self._shutdownDeferred
-
-
-class CheckedOutConnection(Generic[_P]):
-    """
-    The asynchronous context manager returned by L{Pool.connection}.
-    """
-
-    def __init__(self, pool: Pool[_P]) -> None:
-        self._pool = pool
-        self._protocol: _P | None = None
-
-    async def __aenter__(self) -> _P:
-        self._protocol = await self._pool.acquire()
-        return self._protocol
-
-    async def __aexit__(self, excType: object, exc: BaseException | None, tb: object) -> None:
-        protocol, self._protocol = self._protocol, None
-        if exc is not None and isinstance(exc, self._pool.brokenConnectionErrors):
-            self._pool.discard(protocol)  # type: ignore[arg-type]
-        else:
-            self._pool.release(protocol)  # type: ignore[arg-type]
-
