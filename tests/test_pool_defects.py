@@ -15,7 +15,7 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from txconnpool import ProtocolError, ServerUnavailableError
+from txconnpool import ProtocolError, RequestTimeoutError, ServerUnavailableError
 from txconnpool.interfaces import ICancellableRequests
 
 from .helpers import Recorder, assertNoResult, failureOf, makePool, resultOf
@@ -254,3 +254,26 @@ def test_directRequestCancelledDiscardsConnection() -> None:
     h.clock.advance(0)
     stats = h.pool.poolStats()
     assert (stats.discarded.cancelled, stats.idle, stats.failedRequests) == (1, 0, 1)
+
+
+def test_directRequestsCountInWaitAndRequestTimes() -> None:
+    """
+    Requests sent at once on a protocol that settles its own Deferreds count in waitTime with
+    0, and in requestTime; a request that timed out does not count in requestTime.
+    """
+    h = makePool(maxClients=1, protocolClass=Settling, requestTimeout=2.0)
+    first = h.pool.performRequest("ask", 1)
+    proto = h.connect()
+    proto.answer()
+    resultOf(first)
+    d = h.pool.performRequest("ask", 2)
+    h.clock.advance(0.5)
+    proto.answer()
+    resultOf(d)
+    stats = h.pool.poolStats()
+    assert (stats.waitTime.count, stats.waitTime.max) == (2, 0.0)
+    assert (stats.requestTime.count, stats.requestTime.max) == (2, 0.5)
+    late = h.pool.performRequest("ask", 3)
+    h.clock.advance(2.0)
+    failureOf(late, RequestTimeoutError)
+    assert h.pool.poolStats().requestTime.count == 2

@@ -187,6 +187,9 @@ class PoolCore:
                 self._dispatching = True
                 try:
                     if method is not None and self._direct:
+                        waits = self.waitTimes
+                        waits.samples[waits.count & WINDOW_MASK] = 0.0
+                        waits.count += 1
                         result = self._send(connection, method, args, kwargs, None, False, now)
                     else:
                         result = request = Request(method, args, kwargs, self._canceller)

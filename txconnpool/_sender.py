@@ -231,9 +231,10 @@ class Sender:
         elif not self._takeOff(flight):
             return
         now = self._seconds()
-        times = self.requestTimes
-        times.samples[times.count & WINDOW_MASK] = now - flight.sentAt
-        times.count += 1
+        if not flight.timedOut:
+            times = self.requestTimes
+            times.samples[times.count & WINDOW_MASK] = now - flight.sentAt
+            times.count += 1
         if not flights and self._deadlines is not None:
             self._deadlines.maybeIdle()
         if connection.state is State.GONE:
