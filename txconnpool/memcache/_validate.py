@@ -10,6 +10,8 @@ and L{errorForReply} interpret reply lines.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from txconnpool.memcache.errors import (
     ClientError,
@@ -167,6 +169,31 @@ def checkValue(value: object, maxValueSize: int) -> bytes:
             f"got {len(value)}"
         )
     return value
+
+
+def itemsToStore(values: object, flags: object) -> list[tuple[Any, object, object]]:
+    """
+    Split the argument of C{setMultiple} into C{(key, flags, value)} triples: a value is
+    stored with C{flags}, or is a C{(flags, value)} tuple as C{get} returns it. The keys,
+    flags and values themselves are left for the caller to check.
+
+    @raise InvalidTypeError: C{values} is not a mapping, or one of its tuples is not a pair.
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidTypeError(
+            f"values must be a mapping of keys to values, not {type(values).__name__}"
+        )
+    items = []
+    for key, item in values.items():
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InvalidTypeError(
+                    f"a value must be bytes or a (flags, bytes) tuple, not {show(item)}"
+                )
+            items.append((key, item[0], item[1]))
+        else:
+            items.append((key, flags, item))
+    return items
 
 
 def checkInt(name: str, value: object, maximum: int) -> int:

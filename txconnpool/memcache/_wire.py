@@ -33,7 +33,7 @@ from txconnpool.memcache.errors import ReplyTooLargeError, ServerError
 _log = Logger()
 
 
-class MemCacheWire(WireTimers, Protocol):
+class MemCacheWire(WireTimers[Request], Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection.
     """
