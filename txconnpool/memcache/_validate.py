@@ -211,6 +211,43 @@ def checkInt(name: str, value: object, maximum: int) -> int:
     return value
 
 
+def checkTimeout(name: str, seconds: object) -> float | None:
+    """
+    Return a timeout of a connection: a positive number of seconds, or C{None} for none.
+
+    @raise InvalidArgumentError: C{seconds} is something else.
+    """
+    if seconds is None:
+        return None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
+        return seconds
+    raise InvalidArgumentError(f"{name} must be a positive number or None, not {seconds!r}")
+
+
+def checkReplyLimits(
+    maxValueSize: object, maxReplySize: object, maxStatsSize: object, defaultReplySize: int
+) -> tuple[int, int, int]:
+    """
+    Return the size limits of a connection's replies, C{(maxValueSize, maxReplySize,
+    maxStatsSize)}, or raise.
+
+    @param maxReplySize: L{None} for C{defaultReplySize}, or C{maxValueSize} if that is
+        larger; it may not be less than C{maxValueSize}.
+    @raise InvalidTypeError: A limit is not an C{int}.
+    @raise InvalidArgumentError: A limit is out of range.
+    """
+    valueSize = checkInt("maxValueSize", maxValueSize, 2**62)
+    if maxReplySize is None:
+        maxReplySize = max(defaultReplySize, valueSize)
+    replySize = checkInt("maxReplySize", maxReplySize, 2**62)
+    if replySize < valueSize:
+        raise InvalidArgumentError(
+            f"maxReplySize ({maxReplySize}) must not be less than maxValueSize "
+            f"({maxValueSize})"
+        )
+    return valueSize, replySize, checkInt("maxStatsSize", maxStatsSize, 2**62)
+
+
 def checkCas(cas: object) -> bytes:
     """
     Return a CAS token in its wire form (decimal digits), or raise.
