@@ -178,17 +178,31 @@ def test_clientErrorAfterAQuietStoreDropsTheConnection(reply: bytes) -> None:
 
 def test_clientErrorAfterQuietArithmeticKeepsTheConnection() -> None:
     """
-    The CLIENT_ERROR of a quiet ma on a value that is not a number is logged; the
-    connection and the requests after it go on.
+    The CLIENT_ERROR memcached gives a quiet ma on a value that is not a number is logged,
+    even with a quiet ms before it; the connection and the requests after it go on.
     """
     proto, transport, _ = connect()
+    proto.set(b"text", b"abc", noreply=True)
     proto.increment(b"text", noreply=True)
     d = proto.get(b"k")
     proto.dataReceived(
-        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\nMN\r\nEN O2\r\n"
+        b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\nMN\r\nEN O3\r\n"
     )
     assert resultOf(d) == (0, None)
     assert not transport.disconnecting
+
+
+def test_arithmeticClientErrorWithoutQuietArithmeticDropsTheConnection() -> None:
+    """
+    That CLIENT_ERROR while only quiet ms commands wait cannot be theirs alone to explain:
+    the connection is dropped.
+    """
+    proto, transport, _ = connect()
+    proto.set(b"text", b"abc", noreply=True)
+    d = proto.get(b"k")
+    proto.dataReceived(b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n")
+    failureOf(d, ConnectionLostError)
+    assert transport.disconnecting
 
 
 def test_errorAfterEveryQuietCommandWasAnsweredIsAProtocolError() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from twisted.logger import Logger
 
 from txconnpool.memcache import _validate as _v
-from txconnpool.memcache.errors import MemCacheError, ServerError
+from txconnpool.memcache.errors import ClientError, MemCacheError, ServerError
 from txconnpool.memcache.meta._replies import (
     DONE,
     MORE,
@@ -116,14 +116,17 @@ class QuietRun(MetaRequest):
         """
         An error answers one of the commands not answered yet: log it. After a C{CLIENT_ERROR}
         or C{ERROR}, if one of those commands was followed by a data block, the server may
-        read the block as a command: the run fails, and the connection must be dropped.
+        read the block as a command: the run fails, and the connection must be dropped;
+        unless the error is the one memcached gives an C{ma} of a value that is not a
+        number and one of the commands waiting is an C{ma}, which it then answers.
 
         @raise Mismatch: Every command of the run was answered already.
         """
         waiting = range(self._pos, len(self.commands))
         if not waiting:
             raise Mismatch("comes after every noreply command before it was answered")
-        if not isinstance(error, ServerError) and any(self.carriesData[i] for i in waiting):
+        withData = any(self.carriesData[i] for i in waiting)
+        if withData and _risky(error, any(self.commands[i] in _ARITHMETIC for i in waiting)):
             self.hasData = True
             self.failure = error
             return DONE
@@ -134,3 +137,20 @@ class QuietRun(MetaRequest):
             commands=", ".join(dict.fromkeys(self.commands[i] for i in waiting)),
         )
         return MORE
+
+
+_ARITHMETIC = ("increment", "decrement")
+_NOT_A_NUMBER = "cannot increment or decrement non-numeric value"
+
+
+def _risky(error: MemCacheError, arithmetic: bool) -> bool:
+    """
+    Whether C{error} may answer a command followed by a data block: it is no
+    C{SERVER_ERROR}, and not the C{CLIENT_ERROR} of an C{ma} on a value that is not a number
+    while an C{ma} is among the commands it may answer (C{arithmetic}).
+    """
+    if isinstance(error, ServerError):
+        return False
+    if isinstance(error, ClientError) and error.serverMessage == _NOT_A_NUMBER:
+        return not arithmetic
+    return True

@@ -326,7 +326,7 @@ class MetaWire(WireState):
         call, self._fenceCall = self._fenceCall, None
         if call is not None and call.active():
             call.cancel()
-        if run is None or self._closed:
+        if run is None or not self._writable():
             return
         assert self.transport is not None
         run.fenced = True
