@@ -7,7 +7,7 @@ each request (the serializer, the default of C{noreply}, C{ignoreErrors}).
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from typing_extensions import TypeVar
 
@@ -15,6 +15,7 @@ from ._codec import Codec
 from ._lenient import ErrorsAsMisses
 from ._reads import ReadCommands
 from ._writes import WriteCommands
+from .protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE
 from .serializers import BytesSerializer, Serializer
 
 _V = TypeVar("_V", default=bytes)
@@ -25,6 +26,26 @@ The C{requestTimeout} of a L{MemCachePool<txconnpool.memcache.MemCachePool>} or
 L{MetaMemCachePool<txconnpool.memcache.meta.MetaMemCachePool>} not given one: 5 seconds,
 the poll timeout of libmemcached (and so of pylibmc).
 """
+
+
+_CONNECTION_DEFAULTS: dict[str, object] = {
+    "timeOut": 60,
+    "maxValueSize": DEFAULT_MAX_VALUE_SIZE,
+    "maxReplySize": None,
+    "maxStatsSize": DEFAULT_MAX_STATS_SIZE,
+    "keyPrefix": b"",
+    "requestTimeout": None,
+}
+
+
+def changedOptions(options: dict[str, Any]) -> dict[str, Any]:
+    """
+    The options of a pool's connections that differ from the defaults of both protocols
+    (C{timeOut}, C{maxValueSize}, C{maxReplySize}, C{maxStatsSize}, C{keyPrefix},
+    C{requestTimeout}): the ones the pool's factory gives each protocol, so that a protocol
+    subclass taking fewer arguments keeps working with the defaults.
+    """
+    return {name: value for name, value in options.items() if value != _CONNECTION_DEFAULTS[name]}
 
 
 class MemCacheClient(ReadCommands[_V], WriteCommands[_V]):

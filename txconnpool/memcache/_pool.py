@@ -14,22 +14,13 @@ from twisted.internet.defer import Deferred
 from typing_extensions import TypeVar
 
 from ..pool import Pool, PooledClientFactory
-from ._client import DEFAULT_REQUEST_TIMEOUT, MemCacheClient
+from ._client import DEFAULT_REQUEST_TIMEOUT, MemCacheClient, changedOptions
 from ._twemproxy import proxyRequests
 from .protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE, MemCacheProtocol
 from .serializers import Serializer
 
 Key = bytes | str
 _V = TypeVar("_V", default=bytes)
-
-_PROTOCOL_DEFAULTS: dict[str, object] = {
-    "timeOut": 60,
-    "maxValueSize": DEFAULT_MAX_VALUE_SIZE,
-    "maxReplySize": None,
-    "maxStatsSize": DEFAULT_MAX_STATS_SIZE,
-    "keyPrefix": b"",
-    "requestTimeout": None,
-}
 
 
 class MemCacheClientFactory(PooledClientFactory):
@@ -142,8 +133,8 @@ class MemCachePool(MemCacheClient[_V], Pool[MemCacheProtocol]):
             whether the server carried them out.
         @param ignoreErrors: Turn the failures of reads into misses and of writes into
             C{False} (C{None} for C{increment} and C{decrement}), each logged and counted in
-            L{ignoredErrors}. Requests refused before anything was sent, and cancelled
-            ones, still fail.
+            L{ignoredErrors<txconnpool.memcache._client.MemCacheClient.ignoredErrors>}.
+            Requests refused before anything was sent, and cancelled ones, still fail.
         @param maxValueSize: The largest value stored or read, in bytes; raise it for a
             memcached started with a larger C{-I}.
         @param maxReplySize: The largest total of the values of one multi-key C{get} reply;
@@ -178,9 +169,7 @@ class MemCachePool(MemCacheClient[_V], Pool[MemCacheProtocol]):
         MemCacheProtocol(**options)
         # The protocol gets the options that differ from its defaults (and batchGets), so
         # that a protocol subclass taking fewer arguments keeps working with the defaults.
-        self._protocolOptions = {
-            name: value for name, value in options.items() if value != _PROTOCOL_DEFAULTS[name]
-        }
+        self._protocolOptions = changedOptions(options)
         self._protocolOptions["batchGets"] = batchGets
         self._setUpValues(serializer, noreply, ignoreErrors)
         Pool.__init__(

@@ -13,7 +13,11 @@ from twisted.internet.defer import Deferred
 from typing_extensions import TypeVar
 
 from txconnpool.backoff import backoffPolicy
-from txconnpool.memcache._client import DEFAULT_REQUEST_TIMEOUT, MemCacheClient
+from txconnpool.memcache._client import (
+    DEFAULT_REQUEST_TIMEOUT,
+    MemCacheClient,
+    changedOptions,
+)
 from txconnpool.memcache.meta._checks import keyChecker
 from txconnpool.memcache.meta._stampede import Compute, StampedeGuard
 from txconnpool.memcache.meta.protocol import MetaMemCacheProtocol
@@ -23,15 +27,6 @@ from txconnpool.pool import Pool, PooledClientFactory
 
 Key = bytes | str
 _V = TypeVar("_V", default=bytes)
-
-_PROTOCOL_DEFAULTS: dict[str, object] = {
-    "timeOut": 60,
-    "maxValueSize": DEFAULT_MAX_VALUE_SIZE,
-    "maxReplySize": None,
-    "maxStatsSize": DEFAULT_MAX_STATS_SIZE,
-    "keyPrefix": b"",
-    "requestTimeout": None,
-}
 
 
 class MetaMemCacheClientFactory(PooledClientFactory):
@@ -194,9 +189,7 @@ class MetaMemCachePool(MemCacheClient[_V], Pool[MetaMemCacheProtocol]):
         # Check the protocol's options now rather than at the first connection.
         checked = MetaMemCacheProtocol(**options, base64Keys=self.base64Keys)
         # The protocol gets the options that differ from its defaults, as MemCachePool's.
-        self._protocolOptions = {
-            name: value for name, value in options.items() if value != _PROTOCOL_DEFAULTS[name]
-        }
+        self._protocolOptions = changedOptions(options)
         self._protocolOptions["batchGets"] = self.batchGets
         self._protocolOptions["base64Keys"] = self.base64Keys
         self._setUpValues(serializer, noreply, ignoreErrors)
@@ -289,12 +282,14 @@ class MetaMemCachePool(MemCacheClient[_V], Pool[MetaMemCacheProtocol]):
         Values go through the pool's serializer, both ways, and the key gets the pool's
         C{keyPrefix}. With the pool's C{ignoreErrors}, a read that fails (the server cannot
         be reached, a timeout, a value the serializer cannot read...) counts as a miss,
-        logged and counted in L{ignoredErrors}: the caller computes the value without a
-        lease, unless it holds the lease already, and tries to store it. C{compute}'s own
+        logged and counted in
+        L{ignoredErrors<txconnpool.memcache._client.MemCacheClient.ignoredErrors>}: the
+        caller computes the value without a lease, unless it holds the lease already, and
+        tries to store it. C{compute}'s own
         errors, L{LeaseTimeoutError<txconnpool.memcache.meta.LeaseTimeoutError>}, bad
         arguments and the pool's closing still fail the call.
 
-        @param key: The key, as for L{get}.
+        @param key: The key, as for L{get<txconnpool.memcache._reads.ReadCommands.get>}.
         @param compute: A function of no arguments returning the value (C{bytes}, or what
             the serializer takes), a L{Deferred<twisted.internet.defer.Deferred>} firing with
             it, or a coroutine returning it.

@@ -4,7 +4,7 @@ Commands sent with C{noreply}: meta commands in quiet mode (the C{q} flag), clos
 In quiet mode memcached leaves out the reply that says a command did what it was asked
 (C{HD} to C{ms}, C{md} and C{ma}, C{EN} to C{mg}) and still sends the others: C{NS}, C{EX},
 C{NF}, the C{HD} of a C{mg} that found its key, and error lines. So a quiet command may or
-may not be answered. Its caller does not wait (its L{Deferred} fired once the command was
+may not be answered. Its caller does not wait (its C{Deferred} fired once the command was
 written), but the connection must still read those replies, and tell them from the replies
 of the requests sent after it: the quiet commands written one after another are followed by
 one C{mn}, as memcached documents for pipelines of quiet commands, before anything else is
