@@ -141,8 +141,8 @@ def test_closeFailsGetOrComputeWaiters() -> None:
     attempt = endpoint.attempts[0]
     probed(attempt)
     assert attempt.transport is not None
-    assert attempt.transport.value() == b"mg k O2 v c N30\r\n"
-    attempt.protocol.dataReceived(b"VA 0 O2 c9 Z\r\n\r\n")
+    assert attempt.transport.value() == b"mg k O2 v f c N30\r\n"
+    attempt.protocol.dataReceived(b"VA 0 O2 f0 c9 Z\r\n\r\n")
     assertNoResult(d)
     closed = pool.close()
     failureOf(d, PoolClosedError)

@@ -488,23 +488,24 @@ def test_itemInfo() -> None:
 @pytest.mark.parametrize(
     "reply, expected",
     [
-        (b"VA 0 O1 c5 W\r\n\r\n", LeaseReply(None, b"5", True, False, False)),
-        (b"VA 0 O1 c5 Z\r\n\r\n", LeaseReply(None, b"5", False, False, True)),
-        (b"VA 3 O1 c6\r\nval\r\n", LeaseReply(b"val", b"6", False, False, False)),
-        (b"VA 3 O1 c6 X W\r\nold\r\n", LeaseReply(b"old", b"6", True, True, False)),
-        (b"VA 3 O1 c6 Z X\r\nold\r\n", LeaseReply(b"old", b"6", False, True, True)),
-        (b"VA 3 O1 c6 W\r\nval\r\n", LeaseReply(b"val", b"6", True, False, False)),
+        (b"VA 0 O1 f0 c5 W\r\n\r\n", LeaseReply(None, b"5", True, False, False)),
+        (b"VA 0 O1 f0 c5 Z\r\n\r\n", LeaseReply(None, b"5", False, False, True)),
+        (b"VA 3 O1 f9 c6\r\nval\r\n", LeaseReply(b"val", b"6", False, False, False, 9)),
+        (b"VA 3 O1 f0 c6 X W\r\nold\r\n", LeaseReply(b"old", b"6", True, True, False)),
+        (b"VA 3 O1 f2 c6 Z X\r\nold\r\n", LeaseReply(b"old", b"6", False, True, True, 2)),
+        (b"VA 3 O1 c6 f0 W\r\nval\r\n", LeaseReply(b"val", b"6", True, False, False)),
         (b"EN O1\r\n", LeaseReply(None, b"", False, False, False)),
     ],
 )
 def test_leaseGet(reply: bytes, expected: LeaseReply) -> None:
     """
     leaseGet sends an mg that creates a placeholder on a miss (N) and recaches early (R),
-    and reads the win (W), stale (X) and taken (Z) flags; an empty placeholder has no value.
+    and reads the client flags and the win (W), stale (X) and taken (Z) flags; an empty
+    placeholder has no value.
     """
     proto, transport, _ = connect()
     d = proto.leaseGet(b"k", 30, 10)
-    assert sent(transport) == b"mg k O1 v c N30 R10\r\n"
+    assert sent(transport) == b"mg k O1 v f c N30 R10\r\n"
     assert exchange(d, proto, reply) == expected
 
 

@@ -128,7 +128,7 @@ def test_missComputesOnceUnderTheLeaseAndStores() -> None:
     assert pool.answer("leaseGet", WON) == (b"k", 30, 0)
     assert compute.calls == 1
     compute.results[0].callback(b"value")
-    assert pool.answer("leaseStore", True) == (b"k", b"value", 60, b"5")
+    assert pool.answer("leaseStore", True) == (b"k", b"value", 60, b"5", 0)
     assert resultOf(d) == b"value"
     assert clock.getDelayedCalls() == []
 
@@ -257,7 +257,7 @@ def test_staleValueServedWhileOneCallerRecomputes() -> None:
     assert resultOf(call(g, compute)) == b"old"
     assertNoResult(leader)
     compute.results[0].callback(b"new")
-    assert pool.answer("leaseStore", True) == (b"k", b"new", 60, b"7")
+    assert pool.answer("leaseStore", True) == (b"k", b"new", 60, b"7", 0)
     assert resultOf(leader) == b"new"
     assert compute.calls == 1
 
@@ -301,7 +301,7 @@ def test_staleTtlAndEarlyRecache() -> None:
         b"k", 30, 30
     )
     compute.results[0].callback(b"fresh")
-    assert pool.answer("leaseStore", True) == (b"k", b"fresh", 120, b"3")
+    assert pool.answer("leaseStore", True) == (b"k", b"fresh", 120, b"3", 0)
     assert resultOf(d) == b"fresh"
 
 
@@ -313,7 +313,7 @@ def test_noLeasePossibleComputesAndStores() -> None:
     g, pool, _ = guard()
     d = call(g, lambda: b"v")
     pool.answer("leaseGet", NOTHING)
-    assert pool.answer("leaseStore", True) == (b"k", b"v", 60, None)
+    assert pool.answer("leaseStore", True) == (b"k", b"v", 60, None, 0)
     assert resultOf(d) == b"v"
     d = call(g, lambda: 1 / 0)
     pool.answer("leaseGet", NOTHING)

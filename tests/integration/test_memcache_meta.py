@@ -1,7 +1,8 @@
 """
 MetaMemCachePool against a real memcached (and nutcracker, a proxy without meta commands):
 opaque checks with a reply injected on the connection, quiet misses in batches, binary keys
-with base64, stale values, and values shared with the text protocol as pymemcache sees them.
+with base64 (and a key prefix), stale values, values shared with the text protocol as
+pymemcache sees them, and getOrCompute with a serializer, a key prefix and ignoreErrors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.faults.support import turnsUntil
 from txconnpool import ProtocolError, ServerUnavailableError
 from txconnpool.memcache import InvalidKeyError, MemCachePool, MetaMemCachePool
 from txconnpool.memcache.meta import MetaProtocolUnsupportedError
+from txconnpool.memcache.serializers import PythonMemcacheSerializer
 from txconnpool.memcache.testing import MemcachedProcess, freePort
 
 
@@ -172,6 +174,81 @@ async def test_binaryKeysWithBase64(memcached: MemcachedProcess) -> None:
     finally:
         await pool.close()
         client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyPrefixWithBase64Keys(memcached: MemcachedProcess) -> None:
+    """
+    With base64Keys and keyPrefix, the server stores the prefix and the key together,
+    decoded: a text-protocol client sees a text-safe one under the prefixed name.
+    """
+    pool = MetaMemCachePool(memcached.endpoint, base64Keys=True, keyPrefix="b64:")
+    text = MemCachePool(memcached.endpoint)
+    binary = b"key with\r\nbytes\x00"
+    try:
+        assert await pool.set(b"plain", b"1") is True
+        assert await text.get(b"b64:plain") == (0, b"1")
+        assert await pool.setMultiple({binary: b"2"}, noreply=True) == {binary: True}
+        assert await pool.getMultiple([binary, b"plain"]) == {
+            binary: (0, b"2"), b"plain": (0, b"1")
+        }
+        assert await pool.getAndTouch(binary, 100) == (0, b"2")
+        assert await pool.deleteMultiple([binary, b"plain"]) == {binary: True, b"plain": True}
+        assert await text.get(b"b64:plain") == (0, None)
+        with pytest.raises(InvalidKeyError):
+            await pool.get(bytes(183))
+    finally:
+        await pool.close()
+        await text.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_getOrComputeWithASerializerAndAPrefix(memcached: MemcachedProcess) -> None:
+    """
+    getOrCompute stores the computed object through the serializer under the prefixed key:
+    the next call gets it without computing, and MemCachePool with the same serializer and
+    prefix reads it too.
+    """
+    serializer = PythonMemcacheSerializer()
+    meta = MetaMemCachePool(memcached.endpoint, serializer=serializer, keyPrefix="soc:")
+    text = MemCachePool(memcached.endpoint, serializer=serializer, keyPrefix="soc:")
+    computed: list[int] = []
+
+    def compute() -> dict[str, int]:
+        computed.append(1)
+        return {"rows": len(computed)}
+
+    try:
+        assert await meta.getOrCompute("report", compute, 60) == {"rows": 1}
+        assert await meta.getOrCompute("report", compute, 60) == {"rows": 1}
+        assert computed == [1]
+        assert await text.getValue("report") == {"rows": 1}
+        assert await meta.invalidate("report") is True
+        assert await meta.getOrCompute("report", compute, 60) == {"rows": 2}
+    finally:
+        await meta.close()
+        await text.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_getOrComputeWithIgnoreErrorsWithoutAServer() -> None:
+    """
+    With ignoreErrors and no server, getOrCompute computes the value and returns it, the
+    failed read counted; without ignoreErrors it fails and computes nothing.
+    """
+    address = f"tcp:127.0.0.1:{freePort()}"
+    lenient = MetaMemCachePool(address, ignoreErrors=True, failFastAfter=1)
+    strict = MetaMemCachePool(address, failFastAfter=1)
+    computed: list[bytes] = []
+    try:
+        assert await lenient.getOrCompute(b"k", lambda: computed.append(b"v") or b"v", 60) == b"v"
+        assert computed == [b"v"] and lenient.ignoredErrors >= 1
+        with pytest.raises(ServerUnavailableError):
+            await strict.getOrCompute(b"k", lambda: computed.append(b"w") or b"w", 60)
+        assert computed == [b"v"]
+    finally:
+        await lenient.close()
+        await strict.close()
 
 
 @pytest_twisted.ensureDeferred

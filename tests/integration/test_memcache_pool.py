@@ -1,11 +1,16 @@
 """
 MemCachePool against a real memcached server, over TCP and a unix socket; the same tests run
-against MetaMemCachePool, which has the same surface over the meta protocol.
+against MetaMemCachePool, which has the same surface over the meta protocol: every command,
+the legacy pattern, failures, and the client API's commands and options (getValue,
+getAndTouch, setMultiple, deleteMultiple, flushAll with a delay, noreply, keyPrefix,
+serializers, ignoreErrors, requestTimeout and the reply size limits).
 """
 
 from __future__ import annotations
 
+import re
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,9 +20,17 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.protocols.memcache import MemCacheProtocol as TwistedMemCacheProtocol
 
-from txconnpool import ConnectionLostError, PoolClosedError, ServerUnavailableError
+from tests.faults.support import pause
+from txconnpool import (
+    ConnectionLostError,
+    PoolClosedError,
+    RequestTimeoutError,
+    ServerUnavailableError,
+)
 from txconnpool.memcache import InvalidKeyError, MemCachePool, MetaMemCachePool
-from txconnpool.memcache.testing import MemcachedProcess
+from txconnpool.memcache.errors import ReplyTooLargeError
+from txconnpool.memcache.serializers import PythonMemcacheSerializer
+from txconnpool.memcache.testing import MemcachedProcess, freePort
 from txconnpool.pool import Pool, PooledClientFactory
 
 
@@ -263,3 +276,295 @@ async def test_endpointObjectAndExclusiveCheckout(
         assert pool.poolStats().created == 1
     finally:
         await pool.close()
+
+
+# The memcached client API: commands and options added to both pools
+
+
+@pytest_twisted.ensureDeferred
+async def test_valueReadsAndMultiKeyWrites(
+    server: MemcachedProcess, request: pytest.FixtureRequest, poolClass: type[Any]
+) -> None:
+    """
+    getValue, getAndTouch (with and without the CAS token), setMultiple and deleteMultiple
+    give memcached's answers.
+    """
+    pool = poolClass(server.endpoint, maxClients=2, keyPrefix=request.node.callspec.id + ":")
+    try:
+        assert await pool.set(b"k", b"value", flags=3) is True
+        assert await pool.getValue(b"k") == b"value"
+        assert await pool.getValue(b"absent") is None
+        assert await pool.getValue(b"absent", b"default") == b"default"
+        assert await pool.getAndTouch(b"k", 100) == (3, b"value")
+        flags, cas, value = await pool.getAndTouch(b"k", 200, withIdentifier=True)
+        assert (flags, value) == (3, b"value") and cas.isdigit()
+        assert await pool.checkAndSet(b"k", b"next", cas) is True
+        assert await pool.getAndTouch(b"absent", 100) == (0, None)
+        assert await pool.getAndTouch(b"absent", 100, True) == (0, b"", None)
+        assert await pool.setMultiple({b"m1": b"1", "m2": (9, b"2")}, expireTime=100) == {
+            b"m1": True, "m2": True
+        }
+        assert await pool.getMultiple([b"m1", "m2", b"m3"]) == {
+            b"m1": (0, b"1"), "m2": (9, b"2"), b"m3": (0, None)
+        }
+        assert await pool.deleteMultiple([b"m1", "m2", b"m3", b"m1"]) == {
+            b"m1": True, "m2": True, b"m3": False
+        }
+        assert await pool.getMultiple([b"m1", "m2"]) == {b"m1": (0, None), "m2": (0, None)}
+        assert await pool.setMultiple({}) == {} and await pool.deleteMultiple([]) == {}
+    finally:
+        await pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_flushAllWithADelay(freshMemcached: MemcachedProcess, poolClass: type[Any]) -> None:
+    """
+    flushAll with a delay leaves the items readable until then; flushAll() flushes at once.
+    """
+    pool = poolClass(freshMemcached.endpoint, maxClients=1)
+    try:
+        assert await pool.set(b"k", b"v") is True
+        assert await pool.flushAll(3600) is True
+        assert await pool.get(b"k") == (0, b"v")
+        assert await pool.flushAll() is True
+        assert await pool.get(b"k") == (0, None)
+    finally:
+        await pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_noreplyStaysInStep(memcached: MemcachedProcess, poolClass: type[Any]) -> None:
+    """
+    noreply writes, the ones memcached refuses included (an add of a key that is there, an
+    increment of a missing key or of text, a value larger than the server stores), fire at
+    once, and the requests after them on the same connection get their own replies.
+    """
+    pool = poolClass(
+        memcached.endpoint, maxClients=1, keyPrefix=f"noreply-{poolClass.__name__}:",
+        maxValueSize=2 * 1024 * 1024,
+    )
+    try:
+        results = await defer.gatherResults(
+            [
+                pool.set(b"a", b"1", noreply=True),
+                pool.get(b"a"),
+                pool.add(b"a", b"2", noreply=True),
+                pool.increment(b"a", noreply=True),
+                pool.set(b"big", b"x" * (1024 * 1024 + 1024), noreply=True),
+                pool.increment(b"missing", 5, noreply=True),
+                pool.get(b"a"),
+                pool.set(b"text", b"abc", noreply=True),
+                pool.decrement(b"text", noreply=True),
+                pool.touch(b"a", 100, noreply=True),
+                pool.setMultiple({b"m": b"3", b"n": b"4"}, noreply=True),
+                pool.getMultiple([b"m", b"n", b"big"]),
+                pool.deleteMultiple([b"m", b"gone"], noreply=True),
+                pool.delete(b"a", noreply=True),
+                pool.get(b"a"),
+                pool.version(),
+            ]
+        )
+        assert results[:15] == [
+            True, (0, b"1"), True, None, True, None, (0, b"2"), True, None, True,
+            {b"m": True, b"n": True},
+            {b"m": (0, b"3"), b"n": (0, b"4"), b"big": (0, None)},
+            {b"m": True, b"gone": True}, True, (0, None),
+        ]
+        assert await pool.get(b"text") == (0, b"abc")
+        assert await pool.get(b"m") == (0, None)
+        stats = pool.poolStats()
+        assert (stats.created, stats.failedRequests, stats.closed) == (1, 0, 0)
+    finally:
+        await pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyPrefixOnEveryCommand(memcached: MemcachedProcess, poolClass: type[Any]) -> None:
+    """
+    keyPrefix puts the prefix in front of every key the server sees, and the results keyed
+    by key use the keys given.
+    """
+    prefix = f"prefix-{poolClass.__name__}:"
+    pool = poolClass(memcached.endpoint, maxClients=2, keyPrefix=prefix)
+    raw = MemCachePool(memcached.endpoint, maxClients=1)
+    try:
+        assert await pool.set(b"k", b"v") is True
+        assert await pool.setMultiple({"s": b"1"}) == {"s": True}
+        assert await raw.getMultiple([prefix + "k", prefix + "s", "k"]) == {
+            prefix + "k": (0, b"v"), prefix + "s": (0, b"1"), "k": (0, None)
+        }
+        assert await raw.set(prefix + "n", b"1") is True
+        assert await pool.increment(b"n", 4) == 5
+        assert await pool.getMultiple(["k", b"n"]) == {"k": (0, b"v"), b"n": (0, b"5")}
+        assert await pool.touch(b"k", 100) is True
+        assert await pool.deleteMultiple(["s"]) == {"s": True}
+        assert await pool.delete(b"k") is True
+        assert await raw.getMultiple([prefix + "k", prefix + "s"]) == {
+            prefix + "k": (0, None), prefix + "s": (0, None)
+        }
+    finally:
+        await pool.close()
+        await raw.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_serializedValuesAreSharedWithTheOtherPool(
+    memcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
+    """
+    Values written through PythonMemcacheSerializer (text, numbers, pickles, a compressed
+    large value) read back equal through the pool and through the other pool class.
+    """
+    other = MetaMemCachePool if poolClass is MemCachePool else MemCachePool
+    serializer = PythonMemcacheSerializer(minCompressLength=100)
+    prefix = f"serialized-{poolClass.__name__}:"
+    pool = poolClass(memcached.endpoint, keyPrefix=prefix, serializer=serializer)
+    reader = other(memcached.endpoint, keyPrefix=prefix, serializer=serializer)
+    values: dict[str, object] = {"s": "t\u00e9xt", "i": 42, "d": {"a": [1, 2]}, "z": "z" * 5000}
+    try:
+        assert await pool.setMultiple(values) == dict.fromkeys(values, True)
+        assert await pool.set("one", [1, "two"]) is True
+        for source in (pool, reader):
+            found = await source.getMultiple([*values, "absent"])
+            assert {k: v for k, (_, v) in found.items()} == {**values, "absent": None}
+            assert await source.getValue("one") == [1, "two"]
+    finally:
+        await pool.close()
+        await reader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_ignoreErrorsWithoutAServer(poolClass: type[Any]) -> None:
+    """
+    With ignoreErrors, against a port nobody listens on, reads are misses and writes False
+    (None for increments), each counted.
+    """
+    pool = poolClass(
+        f"tcp:127.0.0.1:{freePort()}", maxClients=1, ignoreErrors=True, failFastAfter=1
+    )
+    try:
+        assert await pool.get(b"k") == (0, None)
+        assert await pool.getValue(b"k", b"default") == b"default"
+        assert await pool.getMultiple([b"a", "b"]) == {b"a": (0, None), "b": (0, None)}
+        assert await pool.set(b"k", b"v") is False
+        assert await pool.increment(b"n") is None
+        assert await pool.deleteMultiple([b"a"]) == {b"a": False}
+        assert pool.ignoredErrors == 6
+    finally:
+        await pool.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_requestTimeoutOfAStoppedServer(
+    freshMemcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
+    """
+    A request to a stopped memcached fails with RequestTimeoutError after requestTimeout,
+    and its connection is dropped; once the server resumes, a new connection works.
+    """
+    pool = poolClass(freshMemcached.endpoint, maxClients=1, requestTimeout=0.2)
+    try:
+        assert await pool.set(b"k", b"v") is True
+        await pause(freshMemcached)
+        try:
+            with pytest.raises(RequestTimeoutError):
+                await pool.get(b"k")
+        finally:
+            freshMemcached.signal(signal.SIGCONT)
+        assert await pool.get(b"k") == (0, b"v")
+        assert pool.poolStats().created == 2
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+def largeItems(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemcachedProcess]:
+    """
+    A memcached started with -I 4m, which stores items of up to 4 MiB.
+    """
+    server = MemcachedProcess(
+        tmp_path_factory.mktemp("large") / "memcached.log", extraArgs=("-I", "4m")
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_replySizeLimits(largeItems: MemcachedProcess, poolClass: type[Any]) -> None:
+    """
+    A 2 MB value reads back through a pool whose maxValueSize allows it, and fails with
+    ReplyTooLargeError through a pool with the defaults; so does a multi-get past
+    maxReplySize, and a stats reply past maxStatsSize.
+    """
+    value = bytes(range(256)) * (2 * 1024 * 1024 // 256)
+    raised = poolClass(largeItems.endpoint, maxValueSize=4 * 1024 * 1024)
+    default = poolClass(largeItems.endpoint)
+    bounded = poolClass(
+        largeItems.endpoint, maxValueSize=len(value), maxReplySize=3 * 1024 * 1024,
+        maxStatsSize=100,
+    )
+    try:
+        assert await raised.setMultiple({"big1": value, "big2": value}) == {
+            "big1": True, "big2": True
+        }
+        assert await raised.get("big1") == (0, value)
+        with pytest.raises(ReplyTooLargeError):
+            await default.get("big1")
+        assert await default.get("small") == (0, None)
+        assert await bounded.getMultiple(["big1", "small"]) == {
+            "big1": (0, value), "small": (0, None)
+        }
+        with pytest.raises(ReplyTooLargeError):
+            await bounded.getMultiple(["big1", "big2", "big1"])
+        with pytest.raises(ReplyTooLargeError):
+            await bounded.stats()
+        assert await bounded.version() > b""
+    finally:
+        await raised.close()
+        await default.close()
+        await bounded.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_statsSubcommands(freshMemcached: MemcachedProcess, poolClass: type[Any]) -> None:
+    """
+    The stats subcommands parse into dicts: detail dump's PREFIX lines (of keys used by a
+    text-protocol client: memcached keeps those statistics for its commands), cachedump's
+    ITEM lines, settings, and detail on and off.
+    """
+    pool = poolClass(freshMemcached.endpoint, maxClients=1)
+    raw = MemCachePool(freshMemcached.endpoint, maxClients=1)
+    try:
+        assert await pool.stats(b"detail on") == {}
+        assert await raw.set(b"ns:k", b"12345") is True
+        assert await raw.get(b"ns:k") == (0, b"12345")
+        assert await pool.stats(b"detail dump") == {b"ns": b"get 1 hit 1 set 1 del 0"}
+        assert await pool.stats(b"detail off") == {}
+        dumped = await pool.stats(b"cachedump 1 0")
+        assert all(re.fullmatch(rb"\[\d+ b; \d+ s\]", line) for line in dumped.values())
+        assert (await pool.stats(b"settings"))[b"item_size_max"] == b"1048576"
+    finally:
+        await pool.close()
+        await raw.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_noreplyWritesReachTheServerWhenThePoolCloses(
+    memcached: MemcachedProcess, poolClass: type[Any]
+) -> None:
+    """
+    noreply writes made just before close() are carried out by the server.
+    """
+    prefix = f"closing-{poolClass.__name__}:"
+    pool = poolClass(memcached.endpoint, maxClients=1, keyPrefix=prefix, noreply=True)
+    raw = MemCachePool(memcached.endpoint, maxClients=1, keyPrefix=prefix)
+    try:
+        assert await pool.set(b"first", b"1") is True
+        assert await pool.setMultiple({b"a": b"2", b"b": b"3"}) == {b"a": True, b"b": True}
+        await pool.close()
+        assert await raw.getMultiple([b"first", b"a", b"b"]) == {
+            b"first": (0, b"1"), b"a": (0, b"2"), b"b": (0, b"3")
+        }
+    finally:
+        await raw.close()

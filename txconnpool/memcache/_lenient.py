@@ -28,17 +28,24 @@ class ErrorsAsMisses:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, reason: Failure, command: str, result: object) -> object:
+    def __call__(
+        self, reason: Failure, command: str, result: object, read: bool | None = None
+    ) -> object:
         """
         An errback: return C{result} instead of C{reason}, unless C{reason} must stay.
+
+        @param read: Whether C{command} reads (its failure counts as a miss) or writes; by
+            default, whether its name starts with C{"get"}.
         """
         if reason.check(InvalidRequestError, CancelledError):
             return reason
         self.count += 1
+        if read is None:
+            read = command.startswith("get")
         _log.warn(
             "memcached {command} failed and counts as a {outcome}: {error}",
             command=command,
-            outcome="miss" if command.startswith("get") else "failed write",
+            outcome="miss" if read else "failed write",
             error=reason.getErrorMessage(),
             txconnpoolEvent="errorIgnored",
         )

@@ -8,37 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from typing_extensions import TypeVar
 
 from ..pool import Pool, PooledClientFactory
-from ._codec import Codec
-from ._lenient import ErrorsAsMisses
-from ._reads import ReadCommands
+from ._client import DEFAULT_REQUEST_TIMEOUT, MemCacheClient, changedOptions
 from ._twemproxy import proxyRequests
-from ._writes import WriteCommands
 from .protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE, MemCacheProtocol
-from .serializers import BytesSerializer, Serializer
+from .serializers import Serializer
 
 Key = bytes | str
 _V = TypeVar("_V", default=bytes)
-
-DEFAULT_REQUEST_TIMEOUT = 5.0
-"""
-The C{requestTimeout} of a L{MemCachePool} not given one: 5 seconds, the poll timeout of
-libmemcached (and so of pylibmc).
-"""
-
-_PROTOCOL_DEFAULTS: dict[str, object] = {
-    "timeOut": 60,
-    "maxValueSize": DEFAULT_MAX_VALUE_SIZE,
-    "maxReplySize": None,
-    "maxStatsSize": DEFAULT_MAX_STATS_SIZE,
-    "keyPrefix": b"",
-    "requestTimeout": None,
-}
 
 
 class MemCacheClientFactory(PooledClientFactory):
@@ -63,7 +45,7 @@ class MemCacheClientFactory(PooledClientFactory):
         return protocol
 
 
-class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
+class MemCachePool(MemCacheClient[_V], Pool[MemCacheProtocol]):
     """
     A memcached client backed by a pool of connections::
 
@@ -127,7 +109,8 @@ class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
     ) -> None:
         """
         Take the arguments of L{Pool}, with C{requestTimeout} 5 seconds by default
-        (L{DEFAULT_REQUEST_TIMEOUT}), and the options of memcached's connections below.
+        (L{DEFAULT_REQUEST_TIMEOUT<txconnpool.memcache._client.DEFAULT_REQUEST_TIMEOUT>}),
+        and the options of memcached's connections below.
 
         C{requestTimeout} is enforced by each connection's L{MemCacheProtocol}, with one
         timer per connection (memcached answers in order, so the oldest request is the one
@@ -150,8 +133,8 @@ class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
             whether the server carried them out.
         @param ignoreErrors: Turn the failures of reads into misses and of writes into
             C{False} (C{None} for C{increment} and C{decrement}), each logged and counted in
-            L{ignoredErrors}. Requests refused before anything was sent, and cancelled
-            ones, still fail.
+            L{ignoredErrors<txconnpool.memcache._client.MemCacheClient.ignoredErrors>}.
+            Requests refused before anything was sent, and cancelled ones, still fail.
         @param maxValueSize: The largest value stored or read, in bytes; raise it for a
             memcached started with a larger C{-I}.
         @param maxReplySize: The largest total of the values of one multi-key C{get} reply;
@@ -186,24 +169,9 @@ class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
         MemCacheProtocol(**options)
         # The protocol gets the options that differ from its defaults (and batchGets), so
         # that a protocol subclass taking fewer arguments keeps working with the defaults.
-        self._protocolOptions = {
-            name: value for name, value in options.items() if value != _PROTOCOL_DEFAULTS[name]
-        }
+        self._protocolOptions = changedOptions(options)
         self._protocolOptions["batchGets"] = batchGets
-        if serializer is not None and not isinstance(serializer, Serializer):
-            raise TypeError(
-                f"serializer must have dumps(key, value) and loads(key, data, flags) methods, "
-                f"not {serializer!r}"
-            )
-        if serializer is None or isinstance(serializer, BytesSerializer):
-            self._codec: Codec[_V] | None = None
-        else:
-            self._codec = Codec(serializer)
-        self.serializer: Serializer[_V] = serializer or cast(Serializer[_V], BytesSerializer())
-        self._noreply = bool(noreply)
-        self._lenient = ErrorsAsMisses() if ignoreErrors else None
-        # Nothing to do around a request: the default.
-        self._plain = self._codec is None and self._lenient is None
+        self._setUpValues(serializer, noreply, ignoreErrors)
         Pool.__init__(
             self,
             serverAddress,
@@ -227,13 +195,6 @@ class MemCachePool(ReadCommands[_V], WriteCommands[_V], Pool[MemCacheProtocol]):
             leakDetectionThreshold=leakDetectionThreshold,
             maxRequestsPerClient=maxRequestsPerClient,
         )
-
-    @property
-    def ignoredErrors(self) -> int:
-        """
-        How many failed requests C{ignoreErrors} turned into misses or failed writes.
-        """
-        return 0 if self._lenient is None else self._lenient.count
 
     def connectionClosing(self, protocol: MemCacheProtocol) -> bool:
         """

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache._requests import CAS_REPLIES, NO_CAS, STORE_REPLIES, KeyedGather, Request
 from txconnpool.memcache._wire import MemCacheWire
-from txconnpool.memcache.errors import InvalidRequestError, InvalidTypeError
+from txconnpool.memcache.errors import InvalidRequestError
 
 Key = bytes | str
 _K = TypeVar("_K", bound=Key)
@@ -138,26 +138,15 @@ class StorageCommands(MemCacheWire):
         @return: fires with a C{dict} from each key given to C{True} (stored) or C{False},
             once every reply is in; it fails with the first error reply, if any.
         """
-        if not isinstance(values, Mapping):
-            name = type(values).__name__
-            return fail(
-                InvalidTypeError(f"values must be a mapping of keys to values, not {name}")
-            )
         try:
-            lines = []
-            for key, item in values.items():
-                if isinstance(item, tuple):
-                    if len(item) != 2:
-                        raise InvalidTypeError(
-                            f"a value must be bytes or a (flags, bytes) tuple, not {_v.show(item)}"
-                        )
-                    itemFlags, val = item
-                else:
-                    itemFlags, val = flags, item
-                lines.append(self._storeLine(b"set", key, val, itemFlags, expireTime, noreply))
+            items = _v.itemsToStore(values, flags)
+            lines = [
+                self._storeLine(b"set", key, val, itemFlags, expireTime, noreply)
+                for key, itemFlags, val in items
+            ]
         except InvalidRequestError as e:
             return fail(e)
-        keys = list(values)
+        keys = [key for key, _, _ in items]
         return self._sendAll("set", keys, b"".join(lines), STORE_REPLIES, True, noreply)
 
     def _sendAll(

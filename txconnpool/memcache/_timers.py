@@ -1,24 +1,37 @@
 """
 The timers of a memcached connection: the clock, the timeout on the server's silence, and
-the deadline of each request.
+the deadline of each request. The text protocol's wire and the meta protocol's share them.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from twisted.internet.defer import TimeoutError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from txconnpool.errors import ConnectionLostError, RequestTimeoutError
-from txconnpool.memcache._requests import Request
 
 
-class WireTimers:
+class TimedRequest(Protocol):
     """
-    The timers of L{MemCacheWire<txconnpool.memcache._wire.MemCacheWire>}.
+    What the timers need of a pending request: its command's name, for messages, and when
+    it was sent.
+    """
+
+    command: str
+    sentAt: float
+
+
+_R = TypeVar("_R", bound=TimedRequest)
+
+
+class WireTimers(Generic[_R]):
+    """
+    The timers of L{MemCacheWire<txconnpool.memcache._wire.MemCacheWire>} and
+    L{MetaWire<txconnpool.memcache.meta._wire.MetaWire>}, whose pending requests are C{_R}s.
     """
 
     timeOut: float | None
@@ -26,13 +39,13 @@ class WireTimers:
     _clock: IReactorTime | None
     _timeoutCall: IDelayedCall | None
     _deadlineCall: IDelayedCall | None
-    _pending: deque[Request]
+    _pending: deque[_R]
     _closed: bool
 
     def _shutDown(
         self,
         reason: Exception,
-        first: Request | None = None,
+        first: _R | None = None,
         firstReason: BaseException | None = None,
     ) -> None:
         raise NotImplementedError()
@@ -118,7 +131,7 @@ class WireTimers:
                 )
             )
 
-    def _startDeadline(self, req: Request) -> None:
+    def _startDeadline(self, req: _R) -> None:
         """
         Note when C{req} was sent, and have the deadline timer run.
         """

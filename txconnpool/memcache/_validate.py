@@ -10,6 +10,8 @@ and L{errorForReply} interpret reply lines.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from txconnpool.memcache.errors import (
     ClientError,
@@ -169,6 +171,31 @@ def checkValue(value: object, maxValueSize: int) -> bytes:
     return value
 
 
+def itemsToStore(values: object, flags: object) -> list[tuple[Any, object, object]]:
+    """
+    Split the argument of C{setMultiple} into C{(key, flags, value)} triples: a value is
+    stored with C{flags}, or is a C{(flags, value)} tuple as C{get} returns it. The keys,
+    flags and values themselves are left for the caller to check.
+
+    @raise InvalidTypeError: C{values} is not a mapping, or one of its tuples is not a pair.
+    """
+    if not isinstance(values, Mapping):
+        raise InvalidTypeError(
+            f"values must be a mapping of keys to values, not {type(values).__name__}"
+        )
+    items = []
+    for key, item in values.items():
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InvalidTypeError(
+                    f"a value must be bytes or a (flags, bytes) tuple, not {show(item)}"
+                )
+            items.append((key, item[0], item[1]))
+        else:
+            items.append((key, flags, item))
+    return items
+
+
 def checkInt(name: str, value: object, maximum: int) -> int:
     """
     Return C{value} if it is an C{int} (not a C{bool}) from 0 to C{maximum}, or raise.
@@ -182,6 +209,43 @@ def checkInt(name: str, value: object, maximum: int) -> int:
     if value < 0 or value > maximum:
         raise InvalidArgumentError(f"{name} must be from 0 to {maximum}, got {value}")
     return value
+
+
+def checkTimeout(name: str, seconds: object) -> float | None:
+    """
+    Return a timeout of a connection: a positive number of seconds, or C{None} for none.
+
+    @raise InvalidArgumentError: C{seconds} is something else.
+    """
+    if seconds is None:
+        return None
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0:
+        return seconds
+    raise InvalidArgumentError(f"{name} must be a positive number or None, not {seconds!r}")
+
+
+def checkReplyLimits(
+    maxValueSize: object, maxReplySize: object, maxStatsSize: object, defaultReplySize: int
+) -> tuple[int, int, int]:
+    """
+    Return the size limits of a connection's replies, C{(maxValueSize, maxReplySize,
+    maxStatsSize)}, or raise.
+
+    @param maxReplySize: L{None} for C{defaultReplySize}, or C{maxValueSize} if that is
+        larger; it may not be less than C{maxValueSize}.
+    @raise InvalidTypeError: A limit is not an C{int}.
+    @raise InvalidArgumentError: A limit is out of range.
+    """
+    valueSize = checkInt("maxValueSize", maxValueSize, 2**62)
+    if maxReplySize is None:
+        maxReplySize = max(defaultReplySize, valueSize)
+    replySize = checkInt("maxReplySize", maxReplySize, 2**62)
+    if replySize < valueSize:
+        raise InvalidArgumentError(
+            f"maxReplySize ({maxReplySize}) must not be less than maxValueSize "
+            f"({maxValueSize})"
+        )
+    return valueSize, replySize, checkInt("maxStatsSize", maxStatsSize, 2**62)
 
 
 def checkCas(cas: object) -> bytes:

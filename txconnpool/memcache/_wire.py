@@ -42,7 +42,7 @@ instead of batched, for L{UNBATCHED_GETS} gets, before batching is tried again.
 UNBATCHED_GETS = 32
 
 
-class MemCacheWire(WireTimers, Protocol):
+class MemCacheWire(WireTimers[Request], Protocol):
     """
     Requests in flight and the replies that answer them, for a memcached connection.
     """

@@ -58,7 +58,6 @@ from txconnpool.memcache._requests import (
 from txconnpool.memcache._storage import StorageCommands
 from txconnpool.memcache._wire import LONELY_BATCHES, UNBATCHED_GETS
 from txconnpool.memcache.errors import (
-    InvalidArgumentError,
     InvalidRequestError,
     InvalidTypeError,
 )
@@ -173,26 +172,12 @@ class MemCacheProtocol(StorageCommands):
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument is out of range.
         """
-        for name, seconds in (("timeOut", timeOut), ("requestTimeout", requestTimeout)):
-            if seconds is not None and not (
-                isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0
-            ):
-                raise InvalidArgumentError(
-                    f"{name} must be a positive number or None, not {seconds!r}"
-                )
-        self.timeOut = timeOut
-        self.requestTimeout = requestTimeout
+        self.timeOut = _v.checkTimeout("timeOut", timeOut)
+        self.requestTimeout = _v.checkTimeout("requestTimeout", requestTimeout)
         self._deadlineCall: IDelayedCall | None = None
-        self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
-        if maxReplySize is None:
-            maxReplySize = max(DEFAULT_MAX_REPLY_SIZE, self.maxValueSize)
-        self.maxReplySize = _v.checkInt("maxReplySize", maxReplySize, 2**62)
-        if self.maxReplySize < self.maxValueSize:
-            raise InvalidArgumentError(
-                f"maxReplySize ({maxReplySize}) must not be less than maxValueSize "
-                f"({maxValueSize})"
-            )
-        self.maxStatsSize = _v.checkInt("maxStatsSize", maxStatsSize, 2**62)
+        self.maxValueSize, self.maxReplySize, self.maxStatsSize = _v.checkReplyLimits(
+            maxValueSize, maxReplySize, maxStatsSize, DEFAULT_MAX_REPLY_SIZE
+        )
         self.keyPrefix = _v.checkKeyPrefix(keyPrefix)
         self._checkKey: Callable[[object], bytes] = (
             _v.PrefixedKeys(self.keyPrefix) if self.keyPrefix else _v.checkKey

@@ -37,15 +37,17 @@ class QuietGets(MetaRequest):
     @ivar keys: The key of each member, in the order sent.
     @ivar withCas: Whether each member asked for the CAS token.
     @ivar results: Each member's result (a C{get}-style tuple or an error) once known.
+    @ivar size: The length of the values received so far, for C{maxReplySize}.
     """
 
-    __slots__ = ("_current", "_error", "_index", "_pos", "keys", "results", "withCas")
+    __slots__ = ("_current", "_error", "_index", "_pos", "keys", "results", "size", "withCas")
 
     def __init__(self, command: str = "get") -> None:
         MetaRequest.__init__(self, command)
         self.keys: list[bytes] = []
         self.withCas: list[bool] = []
         self.results: list[object] = []
+        self.size = 0
         self._index: dict[bytes, int] = {}
         self._pos = 0
         self._error: MemCacheError | None = None

@@ -7,6 +7,8 @@ base64-encoded behind the C{b} flag), TTLs in seconds from now, and durations.
 from __future__ import annotations
 
 from base64 import b64encode
+from collections.abc import Callable
+from functools import partial
 
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache.errors import (
@@ -40,9 +42,40 @@ def checkKey(key: object, base64Keys: bool) -> bytes:
     return checkBinaryKey(key)
 
 
+def keyChecker(prefix: bytes, base64Keys: bool) -> Callable[[object], bytes]:
+    """
+    The function that turns a key into its form on a meta command line, with C{prefix} in
+    front of it, as L{checkKey} does; the length limit applies to the prefixed key.
+
+    @param prefix: A key prefix checked by L{txconnpool.memcache._validate.checkKeyPrefix}.
+    @raise InvalidKeyError: With C{base64Keys}, C{prefix} leaves no room for a key.
+    """
+    if not base64Keys:
+        return _v.PrefixedKeys(prefix) if prefix else _v.checkKey
+    if not prefix:
+        return checkBinaryKey
+    if len(prefix) >= MAX_BINARY_KEY_LENGTH:
+        raise InvalidKeyError(
+            f"keyPrefix must be at most {MAX_BINARY_KEY_LENGTH - 1} bytes with base64Keys, "
+            f"got {len(prefix)}"
+        )
+    return partial(_prefixedBinaryKey, prefix)
+
+
 def checkBinaryKey(key: object) -> bytes:
     """
     Return the key base64-encoded, as C{checkKey(key, base64Keys=True)} does, or raise.
+    """
+    return _encoded(_rawKey(key), "")
+
+
+def _prefixedBinaryKey(prefix: bytes, key: object) -> bytes:
+    return _encoded(prefix + _rawKey(key), " (keyPrefix included)")
+
+
+def _rawKey(key: object) -> bytes:
+    """
+    Return a key as bytes, a C{str} encoded as UTF-8; refuse what is no key or is empty.
     """
     if isinstance(key, bytes):
         raw = key
@@ -57,10 +90,14 @@ def checkBinaryKey(key: object) -> bytes:
         raise InvalidTypeError(f"memcached key must be bytes or str, not {type(key).__name__}")
     if not raw:
         raise InvalidKeyError("memcached key must not be empty")
+    return raw
+
+
+def _encoded(raw: bytes, what: str) -> bytes:
     if len(raw) > MAX_BINARY_KEY_LENGTH:
         raise InvalidKeyError(
             f"memcached key must be at most {MAX_BINARY_KEY_LENGTH} bytes with base64Keys "
-            f"(250 once encoded), got {len(raw)}"
+            f"(250 once encoded){what}, got {len(raw)}"
         )
     return b64encode(raw)
 

@@ -61,11 +61,11 @@ class LeaseCommands:
             return fail(e)
         opaque = self._opaque()
         recache = b" R%d" % (within,) if within else b""
-        line = b"mg %s %s%s v c N%d%s\r\n" % (wireKey, opaque, self._keyFlag, lock, recache)
+        line = b"mg %s %s%s v f c N%d%s\r\n" % (wireKey, opaque, self._keyFlag, lock, recache)
         return self._send(LeaseRequest(opaque, self._bareMisses), line)
 
     def leaseStore(
-        self, key: Key, val: bytes, ttl: int, cas: bytes | int | None
+        self, key: Key, val: bytes, ttl: int, cas: bytes | int | None, flags: int = 0
     ) -> Deferred[bool]:
         """
         Store the value computed under a lease, replacing the placeholder or the stale value
@@ -75,6 +75,7 @@ class LeaseCommands:
         @param ttl: seconds the value lives (0 for ever, at most 30 days).
         @param cas: the item's CAS token from L{leaseGet}, or C{None} to store whatever is
             there (when the server could not hold a lease).
+        @param flags: the client flags to store with the value (0 to 2**32-1).
         @return: fires with C{True} when stored, C{False} when the item changed otherwise
             meanwhile (C{EX}) or is gone (C{NF}), in which case nothing was stored.
         """
@@ -82,12 +83,14 @@ class LeaseCommands:
             wireKey = self._key(key)
             value = _v.checkValue(val, self.maxValueSize)
             life = checkTtl("ttl", ttl, 0)
+            clientFlags = _v.checkInt("flags", flags, _v.MAX_FLAGS)
             compare = b"" if cas is None else b" C%s I" % (_v.checkCas(cas),)
         except InvalidRequestError as e:
             return fail(e)
         opaque = self._opaque()
-        line = b"ms %s %d %s%s T%d%s\r\n%s\r\n" % (
-            wireKey, len(value), opaque, self._keyFlag, life, compare, value
+        stored = b" F%d" % (clientFlags,) if clientFlags else b""
+        line = b"ms %s %d %s%s T%d%s%s\r\n%s\r\n" % (
+            wireKey, len(value), opaque, self._keyFlag, life, stored, compare, value
         )
         req = StatusRequest("getOrCompute", opaque, _CAS_STORED, hasData=True)
         return self._send(req, line)

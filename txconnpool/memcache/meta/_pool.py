@@ -1,23 +1,32 @@
 """
 L{MetaMemCachePool}: a pool of memcached connections speaking the meta protocol, with the
-methods of L{MemCachePool<txconnpool.memcache.MemCachePool>} and stampede protection.
+methods and options of L{MemCachePool<txconnpool.memcache.MemCachePool>}, and stampede
+protection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from typing_extensions import TypeVar
 
 from txconnpool.backoff import backoffPolicy
-from txconnpool.memcache.meta._checks import checkKey
+from txconnpool.memcache._client import (
+    DEFAULT_REQUEST_TIMEOUT,
+    MemCacheClient,
+    changedOptions,
+)
+from txconnpool.memcache.meta._checks import keyChecker
 from txconnpool.memcache.meta._stampede import Compute, StampedeGuard
 from txconnpool.memcache.meta.protocol import MetaMemCacheProtocol
+from txconnpool.memcache.protocol import DEFAULT_MAX_STATS_SIZE, DEFAULT_MAX_VALUE_SIZE
+from txconnpool.memcache.serializers import Serializer
 from txconnpool.pool import Pool, PooledClientFactory
 
 Key = bytes | str
+_V = TypeVar("_V", default=bytes)
 
 
 class MetaMemCacheClientFactory(PooledClientFactory):
@@ -30,15 +39,20 @@ class MetaMemCacheClientFactory(PooledClientFactory):
 
     def buildProtocol(self, addr: object) -> MetaMemCacheProtocol:
         """
-        Build a protocol whose request timeout runs on the pool's reactor, with the pool's
-        C{batchGets} and C{base64Keys}.
+        Build a protocol with the pool's protocol options (C{batchGets}, C{base64Keys} and
+        the options of L{MetaMemCachePool} that differ from the protocol's defaults), whose
+        timeouts run on the pool's reactor.
         """
         pool = self.connectionPool
-        protocol = self.protocol(
-            clock=None if pool is None else pool.reactor,
-            batchGets=getattr(pool, "batchGets", False),
-            base64Keys=getattr(pool, "base64Keys", False),
-        )
+        reactor = None if pool is None else pool.reactor
+        if isinstance(pool, MetaMemCachePool):
+            protocol = self.protocol(clock=reactor, **pool._protocolOptions)
+        else:
+            protocol = self.protocol(
+                clock=reactor,
+                batchGets=getattr(pool, "batchGets", False),
+                base64Keys=getattr(pool, "base64Keys", False),
+            )
         protocol.factory = self
         return protocol
 
@@ -52,7 +66,7 @@ class MetaMemCacheClientFactory(PooledClientFactory):
         return probing
 
 
-class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
+class MetaMemCachePool(MemCacheClient[_V], Pool[MetaMemCacheProtocol]):
     """
     A memcached client speaking the meta protocol, backed by a pool of connections::
 
@@ -60,10 +74,11 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         flags, value = await pool.get(b"cached-data")
         page = await pool.getOrCompute(b"page:home", renderHome, ttl=300)
 
-    It has every method of L{MemCachePool<txconnpool.memcache.MemCachePool>}, with the same
-    arguments, results and errors, sent as meta commands whose replies are each checked
-    against their request's opaque token (see L{MetaMemCacheProtocol}). On top of those:
-    L{getOrCompute}, L{invalidate} and L{itemInfo}.
+    It has every method and option of L{MemCachePool<txconnpool.memcache.MemCachePool>},
+    with the same arguments, results and errors, sent as meta commands whose replies are each
+    checked against their request's opaque token (see L{MetaMemCacheProtocol}); values go
+    through its serializer, keys get its C{keyPrefix}, and C{ignoreErrors} turns failures into
+    misses, as there. On top of those: L{getOrCompute}, L{invalidate} and L{itemInfo}.
 
     Each new connection first checks that the server speaks the meta protocol (memcached
     1.6.10 or later); a server that does not fails the connection attempt with
@@ -73,10 +88,12 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
     C{failFastAfter} attempts.
 
     Every method can also fail like L{Pool.performRequest}: with
+    L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>},
     L{ConnectionLostError<txconnpool.errors.ConnectionLostError>},
     L{PoolClosedError<txconnpool.errors.PoolClosedError>},
     L{ServerUnavailableError<txconnpool.errors.ServerUnavailableError>} or
-    L{CancelledError<twisted.internet.defer.CancelledError>}.
+    L{CancelledError<twisted.internet.defer.CancelledError>}. The type argument is the
+    serializer's value type: C{MetaMemCachePool[bytes]} by default.
     """
 
     clientFactory = MetaMemCacheClientFactory
@@ -91,31 +108,121 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         maxClients: int = 5,
         reactor: Any = None,
         *,
+        connectTimeout: float | None = 5.0,
+        requestTimeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        acquireTimeout: float | None = None,
+        maxWaiters: int | None = None,
+        failFastAfter: int = 3,
+        retryPolicy: Callable[[int], float] | None = None,
+        shutdownTimeout: float = 5.0,
+        minClients: int = 0,
+        idleTimeout: float | None = 600.0,
+        maxLifetime: float | None = None,
+        tcpKeepAlive: bool = False,
+        keepaliveInterval: float | None = None,
+        validateAfterIdle: float | None = None,
+        pingTimeout: float = 5.0,
+        leakDetectionThreshold: float | None = None,
+        maxRequestsPerClient: int | None = None,
         batchGets: bool = True,
+        serializer: Serializer[_V] | None = None,
+        keyPrefix: bytes | str = b"",
+        noreply: bool = False,
+        ignoreErrors: bool = False,
+        maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
+        maxReplySize: int | None = None,
+        maxStatsSize: int = DEFAULT_MAX_STATS_SIZE,
+        silenceTimeout: float | None = 60.0,
+        proxy: str | None = None,
         base64Keys: bool = False,
         leasePollPolicy: Callable[[int], float] | None = None,
-        **poolOptions: Any,
     ) -> None:
         """
-        Take the arguments of L{Pool}, and:
+        Take the arguments of L{MemCachePool<txconnpool.memcache.MemCachePool>}, which mean
+        the same here (C{requestTimeout} is 5 seconds by default, enforced by each
+        connection's L{MetaMemCacheProtocol} as C{MemCachePool}'s is by its protocol), and:
 
         @param batchGets: Send the C{get}s made on a connection while it has other requests
             in flight as one batch of quiet C{mg}s closed by C{mn}, once per reactor turn.
+        @param noreply: The default of the C{noreply} argument of the storage commands,
+            C{delete}, C{deleteMultiple}, C{increment}, C{decrement} and C{touch}: when
+            true, they are sent in quiet mode (the meta protocol's C{q} flag) and fire once
+            written, without knowing whether the server carried them out. The server still
+            answers what did not succeed; those replies are read and logged (see
+            L{MetaMemCacheProtocol}).
+        @param ignoreErrors: As for C{MemCachePool}; in L{getOrCompute}, a read of the key
+            that fails counts as a miss without a lease: the caller computes the value (see
+            L{getOrCompute}).
+        @param proxy: L{None}: there is no proxy mode. C{"twemproxy"} is refused, because
+            nutcracker speaks only memcached's text protocol; use C{MemCachePool} with it.
         @param base64Keys: Send keys base64-encoded, so that a key may be any bytes (1 to
-            186 of them), whitespace and control characters included. The server stores the
-            key decoded: C{b"k"} is the same key with and without this option.
+            186 of them, C{keyPrefix} included). The server stores the key decoded: C{b"k"}
+            is the same key with and without this option.
         @param leasePollPolicy: The delay before poll number C{n} (from 0) of a value that
             another client is computing, in L{getOrCompute}; by default
             C{backoffPolicy(0.01, 0.5)}: 10 ms doubling up to 0.5 s, varied by up to 25%.
+        @raise TypeError: An argument has the wrong type.
+        @raise ValueError: An argument has an impossible value, or C{proxy} is not L{None}.
         """
+        if proxy is not None:
+            if proxy == "twemproxy":
+                raise ValueError(
+                    'MetaMemCachePool cannot use proxy="twemproxy": nutcracker speaks only '
+                    "memcached's text protocol and closes the connection on the first meta "
+                    'command; use MemCachePool(..., proxy="twemproxy") with it'
+                )
+            raise ValueError(
+                f"proxy must be None for MetaMemCachePool, which has no proxy mode (a proxy "
+                f"that passes meta commands on needs none), not {proxy!r}"
+            )
+        self.proxy = None
         self.batchGets = bool(batchGets)
         self.base64Keys = bool(base64Keys)
-        Pool.__init__(self, serverAddress, maxClients, reactor, **poolOptions)
-        self._stampede = StampedeGuard(
+        options: dict[str, Any] = {
+            "timeOut": silenceTimeout,
+            "maxValueSize": maxValueSize,
+            "maxReplySize": maxReplySize,
+            "maxStatsSize": maxStatsSize,
+            "keyPrefix": keyPrefix,
+            "requestTimeout": requestTimeout,
+        }
+        # Check the protocol's options now rather than at the first connection.
+        checked = MetaMemCacheProtocol(**options, base64Keys=self.base64Keys)
+        # The protocol gets the options that differ from its defaults, as MemCachePool's.
+        self._protocolOptions = changedOptions(options)
+        self._protocolOptions["batchGets"] = self.batchGets
+        self._protocolOptions["base64Keys"] = self.base64Keys
+        self._setUpValues(serializer, noreply, ignoreErrors)
+        Pool.__init__(
+            self,
+            serverAddress,
+            maxClients,
+            reactor,
+            connectTimeout=connectTimeout,
+            # Enforced by each connection's protocol instead, as in MemCachePool.
+            requestTimeout=None,
+            acquireTimeout=acquireTimeout,
+            maxWaiters=maxWaiters,
+            failFastAfter=failFastAfter,
+            retryPolicy=retryPolicy,
+            shutdownTimeout=shutdownTimeout,
+            minClients=minClients,
+            idleTimeout=idleTimeout,
+            maxLifetime=maxLifetime,
+            tcpKeepAlive=tcpKeepAlive,
+            keepaliveInterval=keepaliveInterval,
+            validateAfterIdle=validateAfterIdle,
+            pingTimeout=pingTimeout,
+            leakDetectionThreshold=leakDetectionThreshold,
+            maxRequestsPerClient=maxRequestsPerClient,
+        )
+        self._stampede: StampedeGuard[_V] = StampedeGuard(
             self,
             self.reactor,
             backoffPolicy(0.01, 0.5) if leasePollPolicy is None else leasePollPolicy,
-            partial(checkKey, base64Keys=self.base64Keys),
+            keyChecker(checked.keyPrefix, self.base64Keys),
+            self._codec,
+            self._lenient,
         )
 
     def connectionClosing(self, protocol: MetaMemCacheProtocol) -> bool:
@@ -147,14 +254,14 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
     def getOrCompute(
         self,
         key: Key,
-        compute: Compute,
+        compute: Compute[_V],
         ttl: int,
         *,
         lockTtl: int = 30,
         staleTtl: int = 0,
         earlyRecache: int = 0,
         waitTimeout: float | None = None,
-    ) -> Deferred[bytes]:
+    ) -> Deferred[_V]:
         """
         Get the value of C{key}, computing and storing it if it is missing, with exactly one
         computation however many callers ask at once, in this process and in every other
@@ -172,10 +279,20 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         or in another process, takes the lease and computes. If the process holding a lease
         dies, the lease ends after C{lockTtl} seconds.
 
-        @param key: The key, as for L{get}.
-        @param compute: A function of no arguments returning the value as C{bytes}, a
-            L{Deferred<twisted.internet.defer.Deferred>} firing with it, or a coroutine
-            returning it.
+        Values go through the pool's serializer, both ways, and the key gets the pool's
+        C{keyPrefix}. With the pool's C{ignoreErrors}, a read that fails (the server cannot
+        be reached, a timeout, a value the serializer cannot read...) counts as a miss,
+        logged and counted in
+        L{ignoredErrors<txconnpool.memcache._client.MemCacheClient.ignoredErrors>}: the
+        caller computes the value without a lease, unless it holds the lease already, and
+        tries to store it. C{compute}'s own
+        errors, L{LeaseTimeoutError<txconnpool.memcache.meta.LeaseTimeoutError>}, bad
+        arguments and the pool's closing still fail the call.
+
+        @param key: The key, as for L{get<txconnpool.memcache._reads.ReadCommands.get>}.
+        @param compute: A function of no arguments returning the value (C{bytes}, or what
+            the serializer takes), a L{Deferred<twisted.internet.defer.Deferred>} firing with
+            it, or a coroutine returning it.
         @param ttl: Seconds the computed value is fresh (1 to 30 days); 0 for ever.
         @param lockTtl: Seconds a lease on a missing key lasts at most (1 to 30 days): make
             it longer than C{compute} takes.
@@ -192,8 +309,11 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the value. It fails
             with C{compute}'s error, with L{LeaseTimeoutError}, with an
             L{InvalidRequestError<txconnpool.memcache.errors.InvalidRequestError>} for a bad
-            argument or for a computed value that is not C{bytes} or is too large, or as the
-            other methods do. Cancelling it abandons this call only; the computation goes on.
+            argument or for a computed value that the serializer refuses or that is too
+            large, with
+            L{SerializationError<txconnpool.memcache.errors.SerializationError>} for a stored
+            value the serializer cannot read, or as the other methods do. Cancelling it
+            abandons this call only; the computation goes on.
         """
         return self._stampede.getOrCompute(
             key, compute, ttl, lockTtl, staleTtl, earlyRecache, waitTimeout
@@ -207,9 +327,9 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
         @param staleTtl: Seconds the stale value may still live at most (1 to 30 days), in
             case nobody recomputes it; C{None} keeps its expiry time.
         @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True}, or
-            C{False} if the key is missing.
+            C{False} if the key is missing (or, with C{ignoreErrors}, if the request failed).
         """
-        return self.performRequest("invalidate", key, staleTtl)
+        return self._write(self.performRequest("invalidate", key, staleTtl), "invalidate")
 
     def itemInfo(self, key: Key) -> Deferred[dict[bytes, bytes] | None]:
         """
@@ -217,147 +337,9 @@ class MetaMemCachePool(Pool[MetaMemCacheProtocol]):
 
         @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} (C{b"exp"},
             C{b"la"}, C{b"cas"}, C{b"fetch"}, C{b"cls"}, C{b"size"}), or C{None} if the key is
-            missing.
+            missing (or, with C{ignoreErrors}, if the request failed).
         """
-        return self.performRequest("itemInfo", key)
-
-    # The commands of MemCachePool
-
-    def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
-        """
-        Get one value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{(flags, value)}, or
-            C{(flags, casId, value)} with C{withIdentifier}; a miss gives C{(0, None)} or
-            C{(0, b"", None)}.
-        """
-        return self.performRequest("get", key, withIdentifier)
-
-    def getMultiple(self, keys: Iterable[Key], withIdentifier: bool = False) -> Deferred[Any]:
-        """
-        Get several values in one request.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} from each
-            key asked for to its C{get}-style tuple.
-        """
-        return self.performRequest("getMultiple", keys, withIdentifier)
-
-    def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store a value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored.
-        """
-        return self.performRequest("set", key, val, flags, expireTime)
-
-    def add(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store a value only if the key is not already there.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} otherwise.
-        """
-        return self.performRequest("add", key, val, flags, expireTime)
-
-    def replace(
-        self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Store a value only if the key is already there.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} otherwise.
-        """
-        return self.performRequest("replace", key, val, flags, expireTime)
-
-    def append(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Append to an existing value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} for a missing key.
-        """
-        return self.performRequest("append", key, val)
-
-    def prepend(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Prepend to an existing value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} for a missing key.
-        """
-        return self.performRequest("prepend", key, val)
-
-    def checkAndSet(
-        self, key: Key, val: bytes, cas: int | bytes, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Store a value only if it has not changed since C{get(key, withIdentifier=True)} gave
-        C{cas}.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} when stored,
-            C{False} when the value changed or is gone.
-        """
-        return self.performRequest("checkAndSet", key, val, cas, flags, expireTime)
-
-    def increment(self, key: Key, val: int = 1) -> Deferred[Any]:
-        """
-        Add to a decimal value.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, or
-            C{False} for a missing key.
-        """
-        return self.performRequest("increment", key, val)
-
-    def decrement(self, key: Key, val: int = 1) -> Deferred[Any]:
-        """
-        Subtract from a decimal value (memcached stops at 0).
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the new value, or
-            C{False} for a missing key.
-        """
-        return self.performRequest("decrement", key, val)
-
-    def delete(self, key: Key) -> Deferred[bool]:
-        """
-        Delete a key.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if it was
-            there, C{False} otherwise.
-        """
-        return self.performRequest("delete", key)
-
-    def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
-        """
-        Change a key's expiry time without fetching it.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True} if the key
-            was there, C{False} otherwise.
-        """
-        return self.performRequest("touch", key, expireTime)
-
-    def flushAll(self) -> Deferred[bool]:
-        """
-        Invalidate every item on the server.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with C{True}.
-        """
-        return self.performRequest("flushAll")
-
-    def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
-        """
-        Read the server's statistics (C{arg} names a group, such as C{b"items"}).
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with a C{dict} of C{bytes}
-            names to C{bytes} values.
-        """
-        return self.performRequest("stats", arg)
-
-    def version(self) -> Deferred[bytes]:
-        """
-        Ask the server's version.
-
-        @return: A L{Deferred<twisted.internet.defer.Deferred>} firing with the version as
-            C{bytes}.
-        """
-        return self.performRequest("version")
+        d: Deferred[dict[bytes, bytes] | None] = self.performRequest("itemInfo", key)
+        if self._lenient is not None:
+            d.addErrback(self._lenient, "itemInfo", None, True)
+        return d

@@ -46,6 +46,12 @@ class Mismatch(Exception):
     """
 
 
+class TooLarge(Exception):
+    """
+    A reply is larger than the protocol's limits allow; the message says which.
+    """
+
+
 def readFlags(tokens: list[bytes]) -> tuple[bytes | None, bytes | None, bytes | None, int]:
     """
     Read the return flags of a meta reply, in any order: C{(opaque token, client flags, CAS
@@ -117,11 +123,13 @@ class MetaRequest:
     @ivar failure: The error it fails with instead, if the server answered with one.
     @ivar wins: Keys of plain reads that were handed a lease they do not want (a read of a
         stale item takes its lease); the protocol gives each back.
+    @ivar sentAt: When it was sent, for C{requestTimeout}.
     """
 
-    __slots__ = ("command", "deferred", "failure", "hasData", "result", "wins")
+    __slots__ = ("command", "deferred", "failure", "hasData", "result", "sentAt", "wins")
 
     deferred: Deferred[Any]
+    sentAt: float
 
     def __init__(self, command: str, hasData: bool = False) -> None:
         self.command = command
@@ -136,6 +144,7 @@ class MetaRequest:
 
         @return: L{DONE}, L{MORE}, or the length of the data block that follows.
         @raise Mismatch: The line does not answer this request.
+        @raise TooLarge: The reply is growing past a limit.
         """
         raise Mismatch("is not a reply to it")
 

@@ -42,6 +42,7 @@ class LeaseReply:
     @ivar won: This caller holds the lease: it is the one to compute the value (W).
     @ivar stale: The value was marked stale by an invalidation (X).
     @ivar leased: Another caller holds the lease (Z).
+    @ivar flags: The client flags stored with the value; 0 when there is none.
     """
 
     value: bytes | None
@@ -49,6 +50,7 @@ class LeaseReply:
     won: bool
     stale: bool
     leased: bool
+    flags: int = 0
 
 
 class StatusRequest(MetaRequest):
@@ -110,13 +112,16 @@ class StatusRequest(MetaRequest):
 
 class GetRequest(MetaRequest):
     """
-    An C{mg} of one key, with its value and client flags, and its CAS token if C{withCas}.
+    An C{mg} of one key, with its value and client flags, and its CAS token if C{withCas}
+    (also the C{mg} with C{T} of C{getAndTouch}, whose C{command} is C{"gat"} or C{"gats"}).
     """
 
     __slots__ = ("_cas", "_flags", "_marks", "bareMiss", "key", "opaque", "withCas")
 
-    def __init__(self, opaque: bytes, key: bytes, withCas: bool, bareMiss: bool) -> None:
-        self.command = "gets" if withCas else "get"
+    def __init__(
+        self, opaque: bytes, key: bytes, withCas: bool, bareMiss: bool, command: str | None = None
+    ) -> None:
+        self.command = command or ("gets" if withCas else "get")
         self.hasData = False
         self.result = None
         self.failure = None
@@ -214,16 +219,18 @@ class IncrRequest(MetaRequest):
 class LeaseRequest(MetaRequest):
     """
     An C{mg} that takes the lease on a missing key (C{N}), or on a value due for recaching
-    (C{R}); answered with a L{LeaseReply}.
+    (C{R}), asking for the value, its client flags and its CAS token; answered with a
+    L{LeaseReply}.
     """
 
-    __slots__ = ("_cas", "_marks", "bareMiss", "opaque")
+    __slots__ = ("_cas", "_flags", "_marks", "bareMiss", "opaque")
 
     def __init__(self, opaque: bytes, bareMiss: bool) -> None:
         MetaRequest.__init__(self, "getOrCompute")
         self.opaque = opaque
         self.bareMiss = bareMiss
         self._cas = b""
+        self._flags = 0
         self._marks = 0
 
     def feedLine(self, line: bytes) -> int:
@@ -233,8 +240,7 @@ class LeaseRequest(MetaRequest):
             size = readSize(parts[1])
             opaque, flags, cas, self._marks = readFlags(parts[2:])
             checkOpaque(opaque, self.opaque)
-            if flags is not None:
-                raise Mismatch("has client flags that were not asked for")
+            self._flags = readClientFlags(flags)
             self._cas = readCasToken(cas)
             return size
         if code == b"EN":
@@ -256,6 +262,7 @@ class LeaseRequest(MetaRequest):
             won=bool(marks & WON),
             stale=bool(marks & STALE),
             leased=bool(marks & LEASED),
+            flags=0 if value is None else self._flags,
         )
         return DONE
 

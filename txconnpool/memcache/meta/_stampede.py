@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from typing_extensions import TypeVar
 
 from txconnpool.errors import PoolClosedError
 from txconnpool.memcache import _validate as _v
+from txconnpool.memcache._codec import Codec
+from txconnpool.memcache._lenient import ErrorsAsMisses
 from txconnpool.memcache.errors import (
     InvalidArgumentError,
     InvalidRequestError,
@@ -33,11 +36,17 @@ from txconnpool.memcache.meta.errors import LeaseTimeoutError
 
 _log = Logger()
 
-Compute = Callable[[], bytes | Deferred[bytes] | Awaitable[bytes]]
+_V = TypeVar("_V", default=bytes)
+
+Compute = Callable[[], _V | Deferred[_V] | Awaitable[_V]]
 """
-What C{getOrCompute} calls to compute a value: a function of no arguments returning
-C{bytes}, a L{Deferred} firing with C{bytes}, or a coroutine returning C{bytes}.
+What C{getOrCompute} calls to compute a value: a function of no arguments returning the
+value (C{bytes}, or what the pool's serializer takes), a L{Deferred} firing with it, or a
+coroutine returning it.
 """
+
+NO_LEASE = LeaseReply(None, b"", won=False, stale=False, leased=False)
+"""What a read that failed, with C{ignoreErrors}, counts as: no value, and no lease held."""
 
 
 class Requester(Protocol):
@@ -51,7 +60,7 @@ class Requester(Protocol):
         """
 
 
-class _Flight:
+class _Flight(Generic[_V]):
     """
     The callers of one key waiting on the same lease-taking read: the leader, whose call
     started it, and the callers who joined it.
@@ -60,39 +69,41 @@ class _Flight:
         recomputes it; callers joining then get it at once.
     """
 
-    def __init__(self, leader: Deferred[bytes]) -> None:
+    def __init__(self, leader: Deferred[_V]) -> None:
         self.leader = leader
-        self.joiners: list[Deferred[bytes]] = []
-        self.fallback: bytes | None = None
+        self.joiners: list[Deferred[_V]] = []
+        self.fallback: _V | None = None
+        self.serving = False
 
-    def join(self) -> Deferred[bytes]:
+    def join(self) -> Deferred[_V]:
         """
         A new caller of the same key: the value being recomputed if there is one, else a
         share of the outcome.
         """
-        if self.fallback is not None:
-            return succeed(self.fallback)
-        d: Deferred[bytes] = Deferred(self._leave)
+        if self.serving:
+            return succeed(cast(_V, self.fallback))
+        d: Deferred[_V] = Deferred(self._leave)
         self.joiners.append(d)
         return d
 
-    def _leave(self, d: Deferred[bytes]) -> None:
+    def _leave(self, d: Deferred[_V]) -> None:
         """
         A joiner cancelled its call: the flight goes on without it.
         """
         if d in self.joiners:
             self.joiners.remove(d)
 
-    def serveFallback(self, value: bytes) -> None:
+    def serveFallback(self, value: _V) -> None:
         """
         The leader recomputes a value that is still in the cache: hand it to whoever joined.
         """
         self.fallback = value
+        self.serving = True
         joiners, self.joiners = self.joiners, []
         for d in joiners:
             d.callback(value)
 
-    def settle(self, outcome: bytes | Failure) -> None:
+    def settle(self, outcome: _V | Failure) -> None:
         """
         Fire the leader and every joiner with the outcome.
         """
@@ -106,7 +117,7 @@ class _Flight:
                 d.callback(outcome)
 
 
-class StampedeGuard:
+class StampedeGuard(Generic[_V]):
     """
     The C{getOrCompute} of one pool: the flights in progress, and the timers of the callers
     waiting for another client's computation.
@@ -118,6 +129,9 @@ class StampedeGuard:
         client is computing.
     @param checkKey: Turns a key into the form that identifies it on the wire (raising
         L{InvalidRequestError}), so that C{b"k"} and C{"k"} share one flight.
+    @param codec: The pool's serializer at work, or L{None} for values that are C{bytes}.
+    @param lenient: With the pool's C{ignoreErrors}: a read that fails counts as a miss
+        without a lease, and the caller computes the value.
     """
 
     def __init__(
@@ -126,25 +140,29 @@ class StampedeGuard:
         clock: IReactorTime,
         pollPolicy: Callable[[int], float],
         checkKey: Callable[[object], bytes],
+        codec: Codec[_V] | None = None,
+        lenient: ErrorsAsMisses | None = None,
     ) -> None:
         self._requester = requester
         self._clock = clock
         self._pollPolicy = pollPolicy
         self._checkKey = checkKey
-        self._flights: dict[bytes, _Flight] = {}
+        self._codec = codec
+        self._lenient = lenient
+        self._flights: dict[bytes, _Flight[_V]] = {}
         self._sleeps: set[Deferred[None]] = set()
         self._closed = False
 
     def getOrCompute(
         self,
         key: object,
-        compute: Compute,
+        compute: Compute[_V],
         ttl: object,
         lockTtl: object,
         staleTtl: object,
         earlyRecache: object,
         waitTimeout: object,
-    ) -> Deferred[bytes]:
+    ) -> Deferred[_V]:
         """
         See L{MetaMemCachePool.getOrCompute
         <txconnpool.memcache.meta.MetaMemCachePool.getOrCompute>}.
@@ -181,7 +199,7 @@ class StampedeGuard:
         flight = self._flights.get(wireKey)
         if flight is not None:
             return flight.join()
-        leader: Deferred[bytes] = Deferred()
+        leader: Deferred[_V] = Deferred()
         flight = self._flights[wireKey] = _Flight(leader)
         recacheWithin = stale + early if life else 0
         stored = life + stale if life else 0
@@ -189,7 +207,7 @@ class StampedeGuard:
             self._lead(flight, key, compute, stored, lock, recacheWithin, wait)
         )
 
-        def settle(outcome: bytes | Failure) -> None:
+        def settle(outcome: _V | Failure) -> None:
             if self._flights.get(wireKey) is flight:
                 del self._flights[wireKey]
             flight.settle(outcome)
@@ -208,14 +226,14 @@ class StampedeGuard:
 
     async def _lead(
         self,
-        flight: _Flight,
+        flight: _Flight[_V],
         key: object,
-        compute: Compute,
+        compute: Compute[_V],
         life: int,
         lockTtl: int,
         recacheWithin: int,
         waitTimeout: float,
-    ) -> bytes:
+    ) -> _V:
         """
         Read the key, taking its lease if it is there to take; compute the value under the
         lease, or wait for another client's computation.
@@ -224,13 +242,29 @@ class StampedeGuard:
         deadline = self._clock.seconds() + waitTimeout
         attempt = 0
         while True:
-            reply: LeaseReply = await request("leaseGet", key, lockTtl, recacheWithin)
-            if reply.won or not reply.cas:
-                if reply.value is not None:
-                    flight.serveFallback(reply.value)
-                return await self._compute(key, compute, life, reply)
+            try:
+                reply: LeaseReply = await request("leaseGet", key, lockTtl, recacheWithin)
+            except Exception as e:
+                if not self._ignored(e):
+                    raise
+                return await self._compute(key, compute, life, NO_LEASE)
+            holdsLease = reply.won or not reply.cas
             if reply.value is not None:
-                return reply.value
+                try:
+                    value = self._decoded(key, reply.value, reply.flags)
+                except Exception as e:
+                    if not self._ignored(e):
+                        if holdsLease:
+                            await self._release(key, reply)
+                        raise
+                    return await self._compute(
+                        key, compute, life, reply if holdsLease else NO_LEASE
+                    )
+                if not holdsLease:
+                    return value
+                flight.serveFallback(value)
+            if holdsLease:
+                return await self._compute(key, compute, life, reply)
             now = self._clock.seconds()
             if now >= deadline:
                 raise LeaseTimeoutError(
@@ -240,7 +274,27 @@ class StampedeGuard:
             await self._sleep(min(self._pollPolicy(attempt), deadline - now))
             attempt += 1
 
-    async def _compute(self, key: object, compute: Compute, life: int, reply: LeaseReply) -> bytes:
+    def _ignored(self, error: Exception) -> bool:
+        """
+        Whether C{ignoreErrors} turns this failure of a read into a miss (logged and
+        counted).
+        """
+        lenient = self._lenient
+        if lenient is None:
+            return False
+        return lenient(Failure(error), "getOrCompute", NO_LEASE) is NO_LEASE
+
+    def _decoded(self, key: object, data: bytes, flags: int) -> _V:
+        """
+        The value a lease-taking read found, through the serializer.
+        """
+        if self._codec is None:
+            return cast(_V, data)
+        return self._codec.serializer.loads(_v.checkKeyType(key), data, flags)
+
+    async def _compute(
+        self, key: object, compute: Compute[_V], life: int, reply: LeaseReply
+    ) -> _V:
         """
         Compute and store the value under the lease; give the lease back if either fails.
         A value that could not be stored for want of the server is still returned.
@@ -253,7 +307,11 @@ class StampedeGuard:
                 value = await Deferred.fromCoroutine(_awaited(result))
             else:
                 value = result
-            if not isinstance(value, bytes):
+            if self._codec is not None:
+                data, flags = self._codec.encode(key, cast(_V, value), 0)
+            elif isinstance(value, bytes):
+                data, flags = value, 0
+            else:
                 raise InvalidTypeError(
                     f"compute must give bytes to store, not {type(value).__name__}"
                 )
@@ -262,7 +320,7 @@ class StampedeGuard:
             raise
         try:
             stored = await self._requester.performRequest(
-                "leaseStore", key, value, life, reply.cas or None
+                "leaseStore", key, data, life, reply.cas or None, flags
             )
         except InvalidRequestError:
             await self._release(key, reply)
@@ -270,14 +328,14 @@ class StampedeGuard:
         except Exception as e:
             _log.warn("Could not store the value computed for {key}: {error}", key=key, error=e)
             await self._release(key, reply)
-            return value
+            return cast(_V, value)
         if not stored:
             _log.info(
                 "The value computed for {key} was not stored: the item changed while it was "
                 "computed (or its lease expired, lockTtl being shorter than the computation)",
                 key=key,
             )
-        return value
+        return cast(_V, value)
 
     async def _release(self, key: object, reply: LeaseReply) -> None:
         """
@@ -324,6 +382,6 @@ class StampedeGuard:
         return d.addBoth(done)
 
 
-async def _awaited(awaitable: Awaitable[bytes]) -> bytes:
+async def _awaited(awaitable: Awaitable[_V]) -> _V:
     return await awaitable
 

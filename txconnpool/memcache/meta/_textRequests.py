@@ -5,11 +5,9 @@ form of (C{version}, C{flush_all}, C{stats}), C{mn}, and the probe of a new conn
 
 from __future__ import annotations
 
+from txconnpool.memcache._requests import STATS_END, STATS_LINES
 from txconnpool.memcache.errors import MemCacheError
-from txconnpool.memcache.meta._replies import DONE, MORE, MetaRequest, Mismatch
-
-MAX_STATS = 100_000
-"""Most C{STAT} lines accepted in one reply to C{stats}."""
+from txconnpool.memcache.meta._replies import DONE, MORE, MetaRequest, Mismatch, TooLarge
 
 
 class TextRequest(MetaRequest):
@@ -43,25 +41,31 @@ class TextRequest(MetaRequest):
 
 class StatsRequest(MetaRequest):
     """
-    C{stats}: C{STAT <name> <value>} lines ended by C{END} (or C{RESET}, C{OK} for the
-    subcommands that answer so).
+    C{stats}: lines of a name and a value (C{STAT}, and the C{ITEM} lines of C{stats
+    cachedump} and C{PREFIX} lines of C{stats detail dump}, as the text client reads them),
+    ended by C{END} (or C{RESET}, C{OK} for the subcommands that answer so), at most
+    C{maxSize} bytes of them.
     """
 
-    __slots__ = ("values",)
+    __slots__ = ("maxSize", "size", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, maxSize: int) -> None:
         MetaRequest.__init__(self, "stats")
         self.values: dict[bytes, bytes] = {}
+        self.maxSize = maxSize
+        self.size = 0
 
     def feedLine(self, line: bytes) -> int:
-        if line[:5] == b"STAT ":
-            name, _, value = line[5:].partition(b" ")
+        keyword, _, rest = line.partition(b" ")
+        if keyword + b" " in STATS_LINES:
+            name, _, value = rest.partition(b" ")
             if name:
-                if len(self.values) >= MAX_STATS:
-                    raise Mismatch(f"comes after {MAX_STATS} others, more than accepted")
+                self.size += len(line) + 2
+                if self.size > self.maxSize:
+                    raise TooLarge(f"stats reply longer than maxStatsSize ({self.maxSize} bytes)")
                 self.values[name] = value
                 return MORE
-        elif line in (b"END", b"RESET", b"OK"):
+        elif line in STATS_END:
             self.result = self.values
             return DONE
         raise Mismatch("is not a reply to it")

@@ -1,29 +1,29 @@
 """
 The wire half of L{MetaMemCacheProtocol<txconnpool.memcache.meta.MetaMemCacheProtocol>}:
-sending requests (and batches of gets), reading replies and handing each to the request it
-answers, timing out, and dropping the connection when replies can no longer be trusted. The
-commands themselves are in L{txconnpool.memcache.meta.protocol}.
+sending requests (and batches of gets, and runs of quiet commands), reading replies and
+handing each to the request it answers, timing out, and dropping the connection when replies
+can no longer be trusted. The commands themselves are in L{txconnpool.memcache.meta.protocol}
+and L{txconnpool.memcache.meta._storage}.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail
-from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from txconnpool.errors import ConnectionLostError, ProtocolError
+from txconnpool.errors import ConnectionLostError
 from txconnpool.memcache import _validate as _v
+from txconnpool.memcache._requests import KeyedGather
 from txconnpool.memcache.errors import ServerError
-from txconnpool.memcache.meta._batches import GetBatch
-from txconnpool.memcache.meta._replies import DONE, MetaRequest, Mismatch
+from txconnpool.memcache.meta._batches import GetBatch, QuietGets
+from txconnpool.memcache.meta._quiet import MAX_QUIET, QuietRun
+from txconnpool.memcache.meta._replies import DONE, MetaRequest, Mismatch, TooLarge
 from txconnpool.memcache.meta._requests import StatusRequest
+from txconnpool.memcache.meta._wireState import WireState
 
 _log = Logger()
 
@@ -33,44 +33,11 @@ MAX_BATCH = 1024
 _RELEASE_REPLIES = {b"HD": True, b"NF": False, b"EX": False}
 
 
-@implementer(IHalfCloseableProtocol)
-class MetaWire(Protocol):
+class MetaWire(WireState):
     """
     Requests in flight and the replies that answer them, for a memcached connection speaking
-    the meta protocol.
-
-    It hears at once when the server closes its side of the connection (C{readConnectionLost}):
-    the pending requests fail then, before the pool hears that the connection is gone, so that
-    the probe of a new connection can say why a server closed it.
-
-    @ivar _bareMisses: Whether the server sends C{EN} without the opaque token (memcached
-        before 1.6.18), so that a miss can only be matched by its place in the queue.
+    the meta protocol: each reply is handed to the request at the head of the queue.
     """
-
-    maxLineLength: int
-    maxValueSize: int
-    timeOut: float | None
-    _keyFlag: bytes
-
-    def _initWire(self, batchGets: bool) -> None:
-        self._pending: deque[MetaRequest] = deque()
-        self._answerable = 0
-        self._closed = False
-        self._lostReason: Failure | None = None
-        self._timeoutCall: IDelayedCall | None = None
-        self._buffer = b""
-        # Reading a data block: its length (-1 in line mode) and the chunks received so far.
-        self._valueLength = -1
-        self._chunks: list[bytes] = []
-        self._chunksLength = 0
-        self._nextOpaque = 1
-        self._bareMisses = True
-        self._batchGets = batchGets
-        self._batch: GetBatch | None = None
-        self._flushCall: IDelayedCall | None = None
-
-    def callLater(self, delay: float, f: Any) -> IDelayedCall:
-        raise NotImplementedError()
 
     def _reserve(self, count: int) -> int:
         """
@@ -107,9 +74,10 @@ class MetaWire(Protocol):
         if not pending:
             self._protocolError(f"unsolicited data {_v.show(data)} with no request pending")
             return
-        # Only the requests sent before these bytes arrived can be answered by them: a request
-        # sent by a callback while they are parsed must wait for later bytes.
-        self._answerable = len(pending)
+        # Only the requests written before these bytes arrived can be answered by them: a
+        # request sent by a callback while they are parsed must wait for later bytes, and so
+        # must the batch of gets not written yet (always the last pending request).
+        self._answerable = len(pending) - (self._batch is not None)
         if self._valueLength >= 0:
             self._chunks.append(data)
             self._chunksLength += len(data)
@@ -177,12 +145,19 @@ class MetaWire(Protocol):
         req = pending[0]
         try:
             outcome = req.feedLine(line)
+        except TooLarge as e:
+            self._tooLarge(str(e))
+            return
         except Mismatch as e:
             error = _v.errorForReply(req.command, line)
             if error is None:
                 self._protocolError(f"reply {_v.show(line)} to {req.command} {e}")
                 return
-            outcome = req.feedError(error, line)
+            try:
+                outcome = req.feedError(error, line)
+            except Mismatch as e:
+                self._protocolError(f"reply {_v.show(line)} to {req.command} {e}")
+                return
             if outcome == DONE and req.hasData and not isinstance(error, ServerError):
                 self._answered()
                 lost = ConnectionLostError(
@@ -194,11 +169,19 @@ class MetaWire(Protocol):
                 return
         if outcome >= 0:
             if outcome > self.maxValueSize:
-                self._protocolError(
+                self._tooLarge(
                     f"{_v.show(line)} announces {outcome} bytes, more than maxValueSize "
                     f"({self.maxValueSize})"
                 )
                 return
+            if isinstance(req, QuietGets):
+                req.size += outcome
+                if req.size > self.maxReplySize:
+                    self._tooLarge(
+                        f"{_v.show(line)} takes the values of one {req.command} reply past "
+                        f"maxReplySize ({self.maxReplySize} bytes)"
+                    )
+                    return
             self._valueLength = outcome
         elif outcome == DONE:
             self._done(req)
@@ -239,126 +222,18 @@ class MetaWire(Protocol):
             )
         )
 
-    # Ending
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """
-        Fail every pending request with C{reason}.
-        """
-        self._closed = True
-        if self._lostReason is None:
-            self._lostReason = reason
-        self._cancelTimeout()
-        self._clearBuffers()
-        pending = self._pending
-        while pending:
-            pending.popleft().fail(reason)
-
-    def readConnectionLost(self) -> None:
-        """
-        The server closed its side of the connection and will send nothing more: fail the
-        pending requests as C{connectionLost} does, and close this side too.
-        """
-        self.connectionLost(Failure(ConnectionDone("memcached closed the connection")))
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def writeConnectionLost(self) -> None:
-        """
-        Nothing to do: this protocol never closes only its own side.
-        """
-
-    def _protocolError(self, description: str) -> None:
-        _log.warn("memcached protocol error: {description}", description=description)
-        self._shutDown(ProtocolError(f"{description}; memcached connection dropped"))
-
-    def _shutDown(
-        self,
-        reason: Exception,
-        first: MetaRequest | None = None,
-        firstReason: BaseException | None = None,
-    ) -> None:
-        """
-        Drop the connection, fail C{first} with C{firstReason}, then every other pending
-        request with C{reason}.
-        """
-        wasClosed = self._closed
-        self._closed = True
-        self._cancelTimeout()
-        self._clearBuffers()
-        pending, self._pending = self._pending, deque()
-        transport = self.transport
-        if transport is not None and not wasClosed:
-            abort = getattr(transport, "abortConnection", None)
-            if abort is not None:
-                abort()
-            else:
-                transport.loseConnection()
-        if first is not None and firstReason is not None:
-            first.fail(firstReason)
-        while pending:
-            pending.popleft().fail(reason)
-
-    def _clearBuffers(self) -> None:
-        self._buffer = b""
-        self._chunks = []
-        self._chunksLength = 0
-        self._valueLength = -1
-        self._batch = None
-        call, self._flushCall = self._flushCall, None
-        if call is not None and call.active():
-            call.cancel()
-
-    def _cancel(self, d: Deferred[Any]) -> None:
-        for req in self._pending:
-            if req.deferred is d:
-                break
-        else:
-            return
-        self._pending.remove(req)
-        cause = CancelledError(
-            f"memcached {req.command} request cancelled; the connection was dropped"
-        )
-        lost = ConnectionLostError(
-            f"memcached connection dropped because a pending {req.command} was cancelled"
-        )
-        lost.__cause__ = cause
-        self._shutDown(lost, req, cause)
-
-    # Timeout
-
-    def _resetTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            if self._pending and self.timeOut is not None:
-                call.reset(self.timeOut)
-            else:
-                self._cancelTimeout()
-
-    def _cancelTimeout(self) -> None:
-        call = self._timeoutCall
-        if call is not None:
-            self._timeoutCall = None
-            if call.active():
-                call.cancel()
-
-    def _timedOut(self) -> None:
-        self._timeoutCall = None
-        if self._pending and not self._closed:
-            self._shutDown(
-                TimeoutError(
-                    f"memcached sent nothing for {self.timeOut} seconds while "
-                    f"{len(self._pending)} requests were pending; connection dropped"
-                )
-            )
-
     # Sending
 
-    def _writable(self) -> bool:
-        transport = self.transport
-        return not (
-            self._closed or transport is None or getattr(transport, "disconnecting", False)
-        )
+    def _queue(self, req: MetaRequest) -> None:
+        """
+        Put a request about to be written at the end of the pending queue, and have the
+        timers run.
+        """
+        self._pending.append(req)
+        if self._timeoutCall is None and self.timeOut is not None:
+            self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        if self.requestTimeout is not None:
+            self._startDeadline(req)
 
     def _send(self, req: MetaRequest, data: bytes) -> Deferred[Any]:
         transport = self.transport
@@ -366,13 +241,96 @@ class MetaWire(Protocol):
             return self._notConnected(req.command)
         if self._batch is not None:
             self._flush()
+        if self._quiet is not None:
+            self._fence()
         d: Deferred[Any] = Deferred(self._cancel)
         req.deferred = d
-        self._pending.append(req)
-        if self._timeoutCall is None and self.timeOut is not None:
-            self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+        self._queue(req)
         transport.write(data)
         return d
+
+    def _sendMany(self, reqs: list[MetaRequest], data: bytes) -> list[Deferred[Any]] | None:
+        """
+        Send several requests written as one C{data}, each answered in turn.
+
+        @return: their L{Deferred}s, or L{None} when the connection is not open.
+        """
+        transport = self.transport
+        if not self._writable() or transport is None:
+            return None
+        if self._batch is not None:
+            self._flush()
+        if self._quiet is not None:
+            self._fence()
+        ds: list[Deferred[Any]] = []
+        for req in reqs:
+            d: Deferred[Any] = Deferred(self._cancel)
+            req.deferred = d
+            ds.append(d)
+            self._queue(req)
+        transport.write(data)
+        return ds
+
+    def _gather(
+        self, keys: list[Any], reqs: list[MetaRequest], data: bytes, command: str
+    ) -> Deferred[Any]:
+        """
+        Send several requests written as one C{data}, and gather their results by key.
+        """
+        ds = self._sendMany(reqs, data)
+        if ds is None:
+            return self._notConnected(command)
+        return KeyedGather(keys, ds).deferred
+
+    def _sendQuiet(
+        self,
+        commands: Sequence[tuple[str, bytes, Mapping[bytes, object], bytes | None]],
+        hasData: bool,
+        data: bytes,
+        result: object,
+    ) -> Deferred[Any]:
+        """
+        Send commands in quiet mode, written as one C{data}, and fire with C{result} once
+        written: nothing waits for their replies. They join the run of quiet commands of
+        this reactor turn (see L{txconnpool.memcache.meta._quiet}), which one C{mn} closes at
+        the end of the turn, or before anything else is written.
+
+        @param commands: Each command's name, opaque token, possible replies and key (for a
+            C{touch}, else L{None}), in the order written.
+        @param hasData: Whether a data block follows each command.
+        """
+        transport = self.transport
+        if not self._writable() or transport is None:
+            return self._notConnected(commands[0][0] if commands else "noreply command")
+        if self._batch is not None:
+            self._flush()
+        run = self._quiet
+        if run is None:
+            run = self._quiet = QuietRun()
+            run.deferred = Deferred()
+            run.deferred.addErrback(_quietRepliesLost)
+            self._queue(run)
+            self._fenceCall = self.callLater(0, self._fence)
+        for command, opaque, replies, key in commands:
+            run.add(command, opaque, replies, hasData, key)
+        transport.write(data)
+        if len(run) >= MAX_QUIET:
+            self._fence()
+        return succeed(result)
+
+    def _fence(self) -> None:
+        """
+        Close the run of quiet commands gathered so far with C{mn}.
+        """
+        run, self._quiet = self._quiet, None
+        call, self._fenceCall = self._fenceCall, None
+        if call is not None and call.active():
+            call.cancel()
+        if run is None or not self._writable():
+            return
+        assert self.transport is not None
+        run.fenced = True
+        self.transport.write(b"mn\r\n")
 
     def _batched(self, key: bytes, withCas: bool) -> Deferred[Any]:
         """
@@ -383,11 +341,11 @@ class MetaWire(Protocol):
             return self._notConnected("gets" if withCas else "get")
         batch = self._batch
         if batch is None:
+            if self._quiet is not None:
+                self._fence()
             batch = self._batch = GetBatch()
             batch.deferred = Deferred()
-            self._pending.append(batch)
-            if self._timeoutCall is None and self.timeOut is not None:
-                self._timeoutCall = self.callLater(self.timeOut, self._timedOut)
+            self._queue(batch)
             self._flushCall = self.callLater(0, self._flush)
         d: Deferred[Any] = Deferred(lambda d: self._cancelBatched(batch, d))
         keys = batch.keys
@@ -433,8 +391,12 @@ class MetaWire(Protocol):
         d.errback(cause)
         self._shutDown(lost)
 
-    def _notConnected(self, command: str) -> Deferred[Any]:
-        exc = ConnectionLostError(f"memcached connection is not open; {command} not sent")
-        if self._lostReason is not None:
-            exc.__cause__ = self._lostReason.value
-        return fail(exc)
+def _quietRepliesLost(reason: Failure) -> None:
+    """
+    The connection ended before the replies to its noreply commands were read: nothing waits
+    for them.
+    """
+    _log.debug(
+        "the replies to noreply memcached commands were not read: {error}",
+        error=reason.getErrorMessage(),
+    )

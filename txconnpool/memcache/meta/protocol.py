@@ -1,6 +1,6 @@
 """
 A memcached client protocol speaking the meta commands (C{mg}, C{ms}, C{md}, C{ma}, C{mn},
-C{me}) of memcached 1.6, with the methods, arguments and results of
+C{me}) of memcached 1.6, with the methods, arguments, options and results of
 L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>}.
 
 What it adds to the text-protocol client:
@@ -15,10 +15,18 @@ What it adds to the text-protocol client:
   - Gets made while other requests are in flight are sent as quiet C{mg}s (a miss sends
     nothing back) closed by C{mn}; a batch may mix gets with and without the CAS token.
   - With C{base64Keys}, keys are sent base64-encoded (the C{b} flag), so that any bytes, up to
-    186 of them, make a key.
+    186 of them (C{keyPrefix} included), make a key.
   - Leases against cache stampedes: C{leaseGet}, C{leaseStore}, C{leaseRelease} and
     C{invalidate} (from L{LeaseCommands<txconnpool.memcache.meta._leases.LeaseCommands>});
     and L{MetaMemCacheProtocol.itemInfo} (C{me}), L{MetaMemCacheProtocol.noop} (C{mn}).
+
+C{noreply=True} sends a command in quiet mode (the C{q} flag), and its L{Deferred} fires once
+the command is written, with C{True} (C{None} for C{increment} and C{decrement}), as with the
+text client. Unlike the text protocol's C{noreply}, quiet mode still has the server answer
+what did not succeed (C{NS}, C{NF}, C{EX}, error lines) and a C{touch} that found its key
+(C{HD}); the quiet commands written one after another are closed by one C{mn}, at the end of
+the reactor turn or before the next other command, so that those replies are read and logged
+and never taken for the replies of later requests (see L{txconnpool.memcache.meta._quiet}).
 
 C{stats}, C{version} and C{flush_all} have no meta form and are sent as text commands; their
 replies carry no token and are matched by their place in the queue and their shape, as the
@@ -35,31 +43,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, overload
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 
 from txconnpool.memcache import _validate as _v
-from txconnpool.memcache.errors import (
-    InvalidArgumentError,
-    InvalidRequestError,
-    InvalidTypeError,
-)
+from txconnpool.memcache.errors import InvalidRequestError, InvalidTypeError
 from txconnpool.memcache.meta._batches import MultiGet
-from txconnpool.memcache.meta._checks import checkBinaryKey, checkKey
+from txconnpool.memcache.meta._checks import checkKey, keyChecker
+from txconnpool.memcache.meta._keyCommands import MetaKeyCommands
 from txconnpool.memcache.meta._leases import LeaseCommands
 from txconnpool.memcache.meta._probe import ServerInfo, judgeProbe
 from txconnpool.memcache.meta._requests import (
     GetRequest,
-    IncrRequest,
     ItemInfoRequest,
     LeaseReply,
-    StatusRequest,
 )
+from txconnpool.memcache.meta._storage import MetaStorage
 from txconnpool.memcache.meta._textRequests import ProbeRequest, StatsRequest, TextRequest
-from txconnpool.memcache.meta._wire import MetaWire
-from txconnpool.memcache.protocol import DEFAULT_MAX_VALUE_SIZE
+from txconnpool.memcache.protocol import (
+    DEFAULT_MAX_REPLY_SIZE,
+    DEFAULT_MAX_STATS_SIZE,
+    DEFAULT_MAX_VALUE_SIZE,
+    GetResult,
+    GetsResult,
+)
 
 __all__ = ["LeaseReply", "MetaMemCacheProtocol", "ServerInfo"]
 
@@ -68,13 +77,7 @@ Key = bytes | str
 
 _K = TypeVar("_K", bound=Key)
 
-_STORED = {b"HD": True, b"NS": False}
-_CAS_STORED = {b"HD": True, b"EX": False, b"NF": False}
-_DELETED = {b"HD": True, b"NF": False}
-_TOUCHED = {b"HD": True, b"EN": False}
-
-
-class MetaMemCacheProtocol(MetaWire, LeaseCommands):
+class MetaMemCacheProtocol(MetaKeyCommands, MetaStorage, LeaseCommands):
     """
     A memcached client speaking the meta protocol; see the module docstring.
 
@@ -84,14 +87,25 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
     L{InvalidRequestError} (nothing was sent); L{ConnectionLostError} (not connected: nothing
     was sent); the C{connectionLost} reason, L{ProtocolError} or L{ConnectionLostError} (the
     connection ended or was dropped while the request was pending, for instance because a
-    reply carried another request's opaque token); L{twisted.internet.defer.TimeoutError} (no
-    data for C{timeOut} seconds while requests were pending); C{CancelledError} (cancelled;
-    the connection was dropped); and L{UnknownCommandError}, L{ClientError} or L{ServerError}
-    for an C{ERROR}, C{CLIENT_ERROR} or C{SERVER_ERROR} reply.
+    reply carried another request's opaque token); L{ReplyTooLargeError} (its reply was
+    larger than C{maxValueSize}, C{maxReplySize} or C{maxStatsSize} allow; the connection
+    was dropped); L{RequestTimeoutError<txconnpool.errors.RequestTimeoutError>} (no reply
+    within C{requestTimeout}; the connection was dropped);
+    L{twisted.internet.defer.TimeoutError} (no data for C{timeOut} seconds while requests were
+    pending); C{CancelledError} (cancelled; the connection was dropped); and
+    L{UnknownCommandError}, L{ClientError} or L{ServerError} for an C{ERROR}, C{CLIENT_ERROR}
+    or C{SERVER_ERROR} reply.
 
     @ivar timeOut: seconds without any data from the server, while requests are pending,
         after which they all fail and the connection is dropped; C{None} never times out.
+    @ivar requestTimeout: seconds a request may wait for its reply once written, as for
+        L{MemCacheProtocol<txconnpool.memcache.protocol.MemCacheProtocol>}; C{None} (the
+        default) for no limit.
     @ivar maxValueSize: largest value, in bytes, that may be stored or received.
+    @ivar maxReplySize: largest total, in bytes, of the values of one reply to a batch of
+        gets (L{getMultiple}, or the gets gathered in one reactor turn).
+    @ivar maxStatsSize: largest C{stats} reply, in bytes, counting every line.
+    @ivar keyPrefix: the bytes put in front of every key sent (C{b""} for none).
     @ivar maxLineLength: longest reply line accepted, in bytes, without its CRLF.
     @ivar base64Keys: whether keys are sent base64-encoded.
     @ivar serverInfo: what L{probe} found out about the server, once it has run.
@@ -104,6 +118,10 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         timeOut: float | None = 60,
         *,
         maxValueSize: int = DEFAULT_MAX_VALUE_SIZE,
+        maxReplySize: int | None = None,
+        maxStatsSize: int = DEFAULT_MAX_STATS_SIZE,
+        keyPrefix: bytes | str = b"",
+        requestTimeout: float | None = None,
         clock: IReactorTime | None = None,
         batchGets: bool = False,
         base64Keys: bool = False,
@@ -112,6 +130,15 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         @param timeOut: see C{timeOut} above.
         @param maxValueSize: see C{maxValueSize} above; raise it to match a memcached
             started with a larger C{-I}.
+        @param maxReplySize: see C{maxReplySize} above; L{None} for
+            L{DEFAULT_MAX_REPLY_SIZE<txconnpool.memcache.protocol.DEFAULT_MAX_REPLY_SIZE>}, or
+            C{maxValueSize} if that is larger. It may not be less than C{maxValueSize}.
+        @param maxStatsSize: see C{maxStatsSize} above.
+        @param keyPrefix: put in front of every key (a C{str} is encoded as UTF-8), base64
+            keys included (the prefix and the key are encoded together); the length limit
+            applies to the prefixed key. Results keyed by key, such as those of
+            L{getMultiple}, use the keys given, without the prefix.
+        @param requestTimeout: see C{requestTimeout} above.
         @param clock: the source of timeouts; the global reactor when C{None}.
         @param batchGets: gather the single-key L{get}s made while other requests are
             pending into one batch of quiet C{mg}s closed by C{mn}, sent at the end of the
@@ -122,20 +149,16 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         @raise TypeError: an argument has the wrong type.
         @raise ValueError: an argument is out of range.
         """
-        if timeOut is not None and not (
-            isinstance(timeOut, (int, float)) and not isinstance(timeOut, bool) and timeOut > 0
-        ):
-            raise InvalidArgumentError(
-                f"timeOut must be a positive number or None, not {timeOut!r}"
-            )
-        self.timeOut = timeOut
-        self.maxValueSize = _v.checkInt("maxValueSize", maxValueSize, 2**62)
+        self.timeOut = _v.checkTimeout("timeOut", timeOut)
+        self.requestTimeout = _v.checkTimeout("requestTimeout", requestTimeout)
+        self.maxValueSize, self.maxReplySize, self.maxStatsSize = _v.checkReplyLimits(
+            maxValueSize, maxReplySize, maxStatsSize, DEFAULT_MAX_REPLY_SIZE
+        )
+        self.keyPrefix = _v.checkKeyPrefix(keyPrefix)
         self._clock = clock
         self.base64Keys = bool(base64Keys)
         self._keyFlag = b" b" if self.base64Keys else b""
-        self._key: Callable[[object], bytes] = (
-            checkBinaryKey if self.base64Keys else _v.checkKey
-        )
+        self._key: Callable[[object], bytes] = keyChecker(self.keyPrefix, self.base64Keys)
         self.serverInfo: ServerInfo | None = None
         self._initWire(bool(batchGets))
 
@@ -150,17 +173,6 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<{type(self).__name__} {state}, {len(self._pending)} pending>"
-
-    def callLater(self, delay: float, f: Callable[[], None]) -> IDelayedCall:
-        """
-        Schedule C{f} after C{delay} seconds on the clock given to the constructor.
-        """
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor
-
-            clock = cast(IReactorTime, reactor)
-        return clock.callLater(delay, f)
 
     # The connection
 
@@ -197,148 +209,14 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         """
         return self._send(TextRequest("mn", b"MN", True), b"mn\r\n")
 
-    # Storing
+    # Retrieval
 
-    def _store(
-        self,
-        command: str,
-        key: object,
-        val: object,
-        flags: object,
-        expireTime: object,
-        mode: bytes,
-        cas: object = None,
-    ) -> Deferred[bool]:
-        try:
-            wireKey = self._key(key)
-            value = _v.checkValue(val, self.maxValueSize)
-            clientFlags = _v.checkInt("flags", flags, _v.MAX_FLAGS)
-            ttl = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
-            compare = b"" if cas is None else b" C" + _v.checkCas(cas)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"ms %s %d %s%s F%d T%d%s%s\r\n%s\r\n" % (
-            wireKey, len(value), opaque, self._keyFlag, clientFlags, ttl, compare, mode, value
-        )
-        replies = _STORED if cas is None else _CAS_STORED
-        return self._send(StatusRequest(command, opaque, replies, hasData=True), line)
-
-    def set(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Store C{val} under C{key}, with C{flags} (0 to 2**32-1, opaque to the server) and
-        C{expireTime} (0 for never, seconds up to 30 days, or a Unix time; at most 2**31-1).
-
-        @return: fires with C{True} (C{HD}) or C{False} (C{NS}).
-        """
-        return self._store("set", key, val, flags, expireTime, b"")
-
-    def add(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Like L{set}, only if C{key} is not stored yet; fires with C{True} or C{False}.
-        """
-        return self._store("add", key, val, flags, expireTime, b" ME")
-
-    def replace(self, key: Key, val: bytes, flags: int = 0, expireTime: int = 0) -> Deferred[bool]:
-        """
-        Like L{set}, only if C{key} is already stored; fires with C{True} or C{False}.
-        """
-        return self._store("replace", key, val, flags, expireTime, b" MR")
-
-    def _concatenate(self, command: str, key: object, val: object, mode: bytes) -> Deferred[bool]:
-        try:
-            wireKey = self._key(key)
-            value = _v.checkValue(val, self.maxValueSize)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"ms %s %d %s%s%s\r\n%s\r\n" % (
-            wireKey, len(value), opaque, self._keyFlag, mode, value
-        )
-        return self._send(StatusRequest(command, opaque, _STORED, hasData=True), line)
-
-    def append(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Append C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
-        """
-        return self._concatenate("append", key, val, b" MA")
-
-    def prepend(self, key: Key, val: bytes) -> Deferred[bool]:
-        """
-        Prepend C{val} to the value of C{key}; fires with C{True}, or C{False} if missing.
-        """
-        return self._concatenate("prepend", key, val, b" MP")
-
-    def checkAndSet(
-        self, key: Key, val: bytes, cas: bytes | int, flags: int = 0, expireTime: int = 0
-    ) -> Deferred[bool]:
-        """
-        Like L{set}, only if the CAS identifier of C{key} is still C{cas}: the C{bytes}
-        from C{get(key, withIdentifier=True)}, or an C{int} from 0 to 2**64-1.
-
-        @return: fires with C{True} if stored, C{False} if the key changed since (C{EX}) or
-            is missing (C{NF}).
-        """
-        if cas is None:
-            return fail(InvalidTypeError("cas must be an int or bytes, not NoneType"))
-        return self._store("checkAndSet", key, val, flags, expireTime, b"", cas)
-
-    # Key commands
-
-    def increment(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
-        """
-        Add C{val} (0 to 2**64-1) to the decimal number stored under C{key}, modulo 2**64.
-
-        @return: fires with the new value, or C{False} if the key is missing (as Twisted's
-            client does); fails with L{ClientError} if the value is not a number.
-        """
-        return self._arithmetic("increment", key, val, b"")
-
-    def decrement(self, key: Key, val: int = 1) -> Deferred[int | Literal[False]]:
-        """
-        Subtract C{val} (0 to 2**64-1) from the number stored under C{key}, down to 0.
-
-        @return: as for L{increment}.
-        """
-        return self._arithmetic("decrement", key, val, b" MD")
-
-    def _arithmetic(self, command: str, key: object, val: object, mode: bytes) -> Deferred[Any]:
-        try:
-            wireKey = self._key(key)
-            delta = _v.checkInt("val", val, _v.MAX_UINT64)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"ma %s %s%s v D%d%s\r\n" % (wireKey, opaque, self._keyFlag, delta, mode)
-        return self._send(IncrRequest(command, opaque), line)
-
-    def delete(self, key: Key) -> Deferred[bool]:
-        """
-        Delete C{key}; fires with C{True}, or C{False} if it is missing.
-        """
-        try:
-            wireKey = self._key(key)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"md %s %s%s\r\n" % (wireKey, opaque, self._keyFlag)
-        return self._send(StatusRequest("delete", opaque, _DELETED), line)
-
-    def touch(self, key: Key, expireTime: int) -> Deferred[bool]:
-        """
-        Give C{key} a new C{expireTime} (as for L{set}) without fetching it.
-
-        @return: fires with C{True}, or C{False} if the key is missing.
-        """
-        try:
-            wireKey = self._key(key)
-            ttl = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
-        except InvalidRequestError as e:
-            return fail(e)
-        opaque = self._opaque()
-        line = b"mg %s %s%s T%d\r\n" % (wireKey, opaque, self._keyFlag, ttl)
-        req = StatusRequest("touch", opaque, _TOUCHED, bareMiss=self._bareMisses, key=wireKey)
-        return self._send(req, line)
+    @overload
+    def get(self, key: Key, withIdentifier: Literal[False] = False) -> Deferred[GetResult]: ...
+    @overload
+    def get(self, key: Key, withIdentifier: Literal[True]) -> Deferred[GetsResult]: ...
+    @overload
+    def get(self, key: Key, withIdentifier: bool) -> Deferred[GetResult | GetsResult]: ...
 
     def get(self, key: Key, withIdentifier: bool = False) -> Deferred[Any]:
         """
@@ -350,7 +228,7 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         C{getOrCompute} gets it.
 
         @return: fires with C{(flags, value)}, or with C{withIdentifier} C{(flags,
-            casIdentifier, value)} where C{casIdentifier} is C{bytes} for L{checkAndSet}; a
+            casIdentifier, value)} where C{casIdentifier} is C{bytes} for C{checkAndSet}; a
             missing key gives C{(0, None)} or C{(0, b"", None)}.
         """
         try:
@@ -365,14 +243,63 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         line = b"mg %s %s%s v f%s\r\n" % (wireKey, opaque, self._keyFlag, cas)
         return self._send(GetRequest(opaque, wireKey, withCas, self._bareMisses), line)
 
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: Literal[False] = False
+    ) -> Deferred[GetResult]: ...
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: Literal[True]
+    ) -> Deferred[GetsResult]: ...
+    @overload
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: bool
+    ) -> Deferred[GetResult | GetsResult]: ...
+
+    def getAndTouch(
+        self, key: Key, expireTime: int, withIdentifier: bool = False
+    ) -> Deferred[Any]:
+        """
+        Fetch C{key} and give it a new C{expireTime} (as for C{set}): an C{mg} with C{T}, as
+        the text protocol's C{gat} (or C{gats}, which fetches the CAS identifier too, with
+        C{withIdentifier}).
+
+        @return: as for L{get}.
+        """
+        try:
+            wireKey = self._key(key)
+            ttl = _v.checkInt("expireTime", expireTime, _v.MAX_EXPIRE_TIME)
+        except InvalidRequestError as e:
+            return fail(e)
+        withCas = bool(withIdentifier)
+        opaque = self._opaque()
+        cas = b" c" if withCas else b""
+        line = b"mg %s %s%s v f%s T%d\r\n" % (wireKey, opaque, self._keyFlag, cas, ttl)
+        command = "gats" if withCas else "gat"
+        req = GetRequest(opaque, wireKey, withCas, self._bareMisses, command)
+        return self._send(req, line)
+
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: Literal[False] = False
+    ) -> Deferred[dict[_K, GetResult]]: ...
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: Literal[True]
+    ) -> Deferred[dict[_K, GetsResult]]: ...
+    @overload
+    def getMultiple(
+        self, keys: Iterable[_K], withIdentifier: bool
+    ) -> Deferred[dict[_K, GetResult]] | Deferred[dict[_K, GetsResult]]: ...
+
     def getMultiple(self, keys: Iterable[_K], withIdentifier: bool = False) -> Deferred[Any]:
         """
         Fetch several keys with quiet C{mg}s closed by C{mn}. Each key is sent once however
         often it is given; no keys fire with C{{}} and send nothing.
 
         @return: fires with a C{dict} keyed by the objects given in C{keys} (a C{str} key
-            stays a C{str}), whose values are as for L{get}, the miss tuple for the keys the
-            server does not have.
+            stays a C{str}, and the C{keyPrefix} is left out), whose values are as for
+            L{get}, the miss tuple for the keys the server does not have.
         """
         if isinstance(keys, (bytes, str)):
             name = type(keys).__name__
@@ -389,20 +316,25 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         first = self._reserve(len(req.keys))
         return self._send(req, req.lines(first, self._keyFlag))
 
+    # The server
+
     def stats(self, arg: bytes | str | None = None) -> Deferred[dict[bytes, bytes]]:
         """
-        Fetch the server's statistics, or group C{arg} of them (e.g. C{b"settings"}), with
-        the text command C{stats}.
+        Fetch the server's statistics, or group C{arg} of them (e.g. C{b"settings"},
+        C{b"items"}, C{b"slabs"}, C{b"conns"}, C{b"detail dump"}, C{b"cachedump 1 100"}),
+        with the text command C{stats}.
 
-        @return: fires with a C{dict} of the C{STAT} lines' names and values, as C{bytes};
-            C{{}} for a subcommand answered with C{RESET} or C{OK} (C{b"reset"}).
+        @return: fires with a C{dict} of the names and values of the reply's lines, as
+            C{bytes}, as L{MemCacheProtocol.stats
+            <txconnpool.memcache.protocol.MemCacheProtocol.stats>} gives it; fails with
+            L{ReplyTooLargeError} past C{maxStatsSize}.
         """
         try:
             wireArg = _v.checkStatsArg(arg)
         except InvalidRequestError as e:
             return fail(e)
         line = b"stats\r\n" if wireArg is None else b"stats %s\r\n" % (wireArg,)
-        return self._send(StatsRequest(), line)
+        return self._send(StatsRequest(self.maxStatsSize), line)
 
     def version(self) -> Deferred[bytes]:
         """
@@ -411,12 +343,17 @@ class MetaMemCacheProtocol(MetaWire, LeaseCommands):
         """
         return self._send(TextRequest("version", b"VERSION ", False), b"version\r\n")
 
-    def flushAll(self) -> Deferred[bool]:
+    def flushAll(self, delay: int = 0) -> Deferred[bool]:
         """
-        Invalidate every item on the server with the text command C{flush_all}; fires with
-        C{True}.
+        Invalidate every item on the server, now or in C{delay} seconds (as for the
+        C{expireTime} of C{set}), with the text command C{flush_all}; fires with C{True}.
         """
-        return self._send(TextRequest("flush_all", b"OK", True), b"flush_all\r\n")
+        try:
+            seconds = _v.checkInt("delay", delay, _v.MAX_EXPIRE_TIME)
+        except InvalidRequestError as e:
+            return fail(e)
+        line = b"flush_all %d\r\n" % (seconds,) if seconds else b"flush_all\r\n"
+        return self._send(TextRequest("flush_all", b"OK", True), line)
 
     def itemInfo(self, key: Key) -> Deferred[dict[bytes, bytes] | None]:
         """
