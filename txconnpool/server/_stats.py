@@ -51,6 +51,10 @@ class LimiterStats:
     @ivar idleClosed: Served connections closed after C{idleTimeout} without traffic.
     @ivar requestTimedOut: Served connections closed because a request took longer than
         C{requestTimeout} to arrive (slow senders).
+    @ivar headerTimedOut: Served connections closed because the head of a request took longer
+        than C{headerTimeout} to arrive (slow senders).
+    @ivar turnsEnded: Served connections asked to give up their slot at their next request
+        boundary because clients were waiting.
     @ivar acceptPauses: Times the listening ports were paused because descriptors ran short.
     @ivar peers: Current counts per peer address (IP connections only), for addresses that
         hold at least one connection.
@@ -70,3 +74,5 @@ class LimiterStats:
     requestTimedOut: int
     acceptPauses: int
     peers: Mapping[str, PeerStats] = attrs.field(converter=_frozenMapping, factory=dict)
+    headerTimedOut: int = 0
+    turnsEnded: int = 0
