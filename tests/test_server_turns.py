@@ -9,12 +9,12 @@ from typing import Any
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
-from twisted.protocols.basic import LineReceiver
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from tests.server_support import RecordingFactory, connect
+from tests.server_support.served import TurnTakingLines
 from txconnpool.server import IConnectionProbe, LimitConnectionsFactory
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -322,46 +322,6 @@ def test_protocolWithoutProbeGivesWayOnlyWhenIdle() -> None:
     first.transport.finishClose()
     assert waiting.served is not None
     assert limiter.stats().reaped == 1
-
-
-@implementer(IConnectionProbe)
-class TurnTakingLines(LineReceiver):
-    """
-    A line protocol that answers C{OK <line>}; at the end of its turn it answers its next
-    line with C{OK <line> BYE} and closes.
-    """
-
-    delimiter = b"\n"
-    leaving = False
-
-    def lineReceived(self, line: bytes) -> None:
-        if self.leaving:
-            self.sendLine(b"OK " + line + b" BYE")
-            self.transport.loseConnection()  # type: ignore[union-attr]
-        else:
-            self.sendLine(b"OK " + line)
-
-    def bytesReceived(self) -> None:
-        pass
-
-    def bytesSent(self) -> None:
-        pass
-
-    def isIdle(self) -> bool:
-        return not self._buffer
-
-    def isReceivingRequest(self) -> bool:
-        return bool(self._buffer)
-
-    def isReceivingHead(self) -> bool:
-        return bool(self._buffer)
-
-    def keepAliveTimeout(self) -> None:
-        return None
-
-    def endTurn(self) -> bool:
-        self.leaving = True
-        return True
 
 
 def test_lineProtocolWithProbeTakesTurns() -> None:
