@@ -14,7 +14,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
 from tests.server_support import RecordingFactory, connect
-from tests.server_support.served import TurnTakingLines
+from tests.server_support.served import LinesFactory
 from txconnpool.server import IConnectionProbe, LimitConnectionsFactory
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -330,7 +330,7 @@ def test_lineProtocolWithProbeTakesTurns() -> None:
     in order, and the waiting client is served.
     """
     clock = Clock()
-    factory = Factory.forProtocol(TurnTakingLines)
+    factory = LinesFactory()
     limiter = LimitConnectionsFactory(factory, 1, reactor=clock, minTurn=0.2)
     (first,) = connect(limiter, 1)
     (waiting,) = connect(limiter, 1)
