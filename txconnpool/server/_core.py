@@ -67,6 +67,9 @@ class LimiterCore:
             or options.headerTimeout is not None
             or options.requestTimeout is not None
         )
+        self._requestClocks = (
+            options.headerTimeout is not None or options.requestTimeout is not None
+        )
         self._fair = options.minTurn is not None or options.reapIdleAfter is not None
         self._reportTraffic = self._timing or self._fair
 
@@ -185,15 +188,14 @@ class LimiterCore:
         probe.bytesReceived()
 
     def dataDelivered(self, record: ConnectionRecord) -> None:
-        if record.state is not State.ACTIVE or record.probe is None:
+        if not self._requestClocks or record.state is not State.ACTIVE:
             return
-        if record.closingReason is not None:
+        if record.probe is None or record.closingReason is not None:
             return
         requestBefore, headBefore = record.requestStart, record.headStart
         record.requestStart, record.headStart = requestClocks(record, record.lastActivity)
-        if self._timing and (
-            (requestBefore is None and record.requestStart is not None)
-            or (headBefore is None and record.headStart is not None)
+        if (requestBefore is None and record.requestStart is not None) or (
+            headBefore is None and record.headStart is not None
         ):
             self._advanceDeadline(record)
 
@@ -207,8 +209,8 @@ class LimiterCore:
             record.clientSpoke = False
             record.exchanges += 1
         if record.requestStart is not None and not probe.isReceivingRequest():
-            record.requestStart = None
-        if record.headStart is not None and not probe.isReceivingHead():
+            record.requestStart = record.headStart = None
+        elif record.headStart is not None and not probe.isReceivingHead():
             record.headStart = None
 
     def clientDeparted(self, record: ConnectionRecord) -> None:

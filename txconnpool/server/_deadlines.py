@@ -17,9 +17,10 @@ def requestClocks(record: ConnectionRecord, at: float) -> tuple[float | None, fl
     """
     probe = record.probe
     assert probe is not None
-    requestStart = headStart = None
-    if probe.isReceivingRequest():
-        requestStart = at if record.requestStart is None else record.requestStart
+    if not probe.isReceivingRequest():
+        return None, None
+    requestStart = at if record.requestStart is None else record.requestStart
+    headStart = None
     if probe.isReceivingHead():
         headStart = at if record.headStart is None else record.headStart
     return requestStart, headStart

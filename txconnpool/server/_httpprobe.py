@@ -7,6 +7,7 @@ L{Site<twisted.web.server.Site>} builds, which may later switch to HTTP/2).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from twisted.python.components import registerAdapter
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
@@ -18,7 +19,7 @@ _TIMEOUT = re.compile(rb"(?:^|[\s,;])timeout\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECA
 _BARE = re.compile(rb"^\s*(\d+(?:\.\d+)?)\s*$")
 
 
-def parseKeepAlive(values: list[bytes] | None) -> float | None:
+def parseKeepAlive(values: Sequence[bytes] | None) -> float | None:
     """
     Read the duration out of C{Keep-Alive} header values (C{timeout=5, max=100}, or the
     older bare C{300}).
@@ -61,13 +62,13 @@ class HTTPChannelProbe:
 
     def __init__(self, protocol: HTTPChannel | _GenericHTTPChannelProtocol) -> None:
         self._protocol = protocol
+        self._generic = isinstance(protocol, _GenericHTTPChannelProtocol)
         self._fallback = TurnTakingProbe()
-        self._seenRequest: object = None
-        self._keepAlive: float | None = None
+        self._answering: Request | None = None
         self._turnEnded = False
 
     def _channel(self) -> HTTPChannel | None:
-        channel = getattr(self._protocol, "_channel", self._protocol)
+        channel = self._protocol._channel if self._generic else self._protocol  # type: ignore[union-attr]
         return channel if isinstance(channel, HTTPChannel) else None
 
     def bytesReceived(self) -> None:
@@ -76,22 +77,14 @@ class HTTPChannelProbe:
     def bytesSent(self) -> None:
         self._fallback.bytesSent()
         channel = self._channel()
-        if channel is None or not channel.requests:
-            return
-        request = channel.requests[0]
-        if request is self._seenRequest:
-            return
-        self._seenRequest = request
-        announced = parseKeepAlive(request.responseHeaders.getRawHeaders(b"keep-alive"))
-        if announced is None:
-            announced = parseKeepAlive(request.requestHeaders.getRawHeaders(b"keep-alive"))
-        self._keepAlive = announced
+        if channel is not None and channel.requests:
+            self._answering = channel.requests[0]
 
     def isIdle(self) -> bool:
         channel = self._channel()
         if channel is None:
             return self._fallback.isIdle()
-        return not channel.requests and not getattr(channel, "_buffer", b"")
+        return not channel.requests and not channel._buffer
 
     def isReceivingRequest(self) -> bool:
         channel = self._channel()
@@ -99,17 +92,22 @@ class HTTPChannelProbe:
             return self._fallback.isReceivingRequest()
         if channel._handlingRequest:
             return False
-        return bool(channel.requests) or bool(getattr(channel, "_buffer", b""))
+        return bool(channel.requests) or bool(channel._buffer)
 
     def isReceivingHead(self) -> bool:
         channel = self._channel()
         if channel is None or channel._handlingRequest or not channel.line_mode:
             return False
-        return bool(channel.requests) or bool(getattr(channel, "_buffer", b""))
+        return bool(channel.requests) or bool(channel._buffer)
 
     def keepAliveTimeout(self) -> float | None:
-        if self._keepAlive is not None:
-            return self._keepAlive
+        request = self._answering
+        if request is not None:
+            announced = parseKeepAlive(request.responseHeaders.getRawHeaders(b"keep-alive"))
+            if announced is None:
+                announced = parseKeepAlive(request.requestHeaders.getRawHeaders(b"keep-alive"))
+            if announced is not None:
+                return announced
         channel = self._channel()
         if channel is None:
             return None

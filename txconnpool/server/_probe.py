@@ -50,8 +50,9 @@ class IConnectionProbe(Interface):
     def isReceivingHead() -> bool:
         """
         @return: L{True} while the head of a request (for HTTP, its request line and headers)
-            has started to arrive and is not complete yet.  A protocol whose requests have no
-            head answers L{False}.
+            has started to arrive and is not complete yet (so C{isReceivingRequest} is L{True}
+            too; the limiter only asks then).  A protocol whose requests have no head answers
+            L{False}.
         """
 
     def keepAliveTimeout() -> float | None:
