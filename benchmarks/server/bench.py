@@ -22,6 +22,7 @@ It prints a markdown report and writes it to C{benchmarks/results/server.md}.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -34,6 +35,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from txconnpool.server import LimitConnectionsFactory  # noqa: E402
+
+DEFAULT_MIN_TURN: float = inspect.signature(LimitConnectionsFactory).parameters["minTurn"].default
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 _ERRORS = ("connect", "read", "write", "timeout")
@@ -175,9 +181,13 @@ def belowTheLimit(options: argparse.Namespace) -> list[str]:
 
 
 def takingTurns(options: argparse.Namespace) -> list[str]:
-    servers = {"bare": Server("bare"), "defaults": Server.limited(options.few)}
+    servers = {
+        "bare": Server("bare"),
+        f"defaults (minTurn={DEFAULT_MIN_TURN:g})": Server.limited(options.few),
+    }
     for turn in options.turns:
-        servers[f"minTurn={turn:g}"] = Server.limited(options.few, minTurn=turn)
+        if turn != DEFAULT_MIN_TURN:
+            servers[f"minTurn={turn:g}"] = Server.limited(options.few, minTurn=turn)
     results, stats = run(servers, options.clients, options)
     bare = results["bare"]
     lines = [
@@ -213,7 +223,7 @@ def takingTurns(options: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--slots", type=int, default=100)

@@ -6,7 +6,7 @@ busy connections whose turn is over.  Pure functions of the connections' records
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from ._record import ConnectionRecord
 
@@ -95,3 +95,81 @@ def turnCandidates(
         nextLook = look if nextLook is None else min(nextLook, look)
     ready.sort(key=lambda record: (record.servedAt, record.arrival))
     return ready, nextLook
+
+
+class RoomPlan:
+    """
+    How to make room for waiting clients, as L{planRoom} found.
+
+    @ivar reap: The idle connections to close, in order.
+    @ivar endTurns: The connections whose turn may be ended, in order, for as long as clients
+        still need room.
+    @ivar need: How many clients still need room once C{reap} are closed.
+    @ivar nextLook: When to look again, if anything may change by then.
+    @ivar turnLook: When the next turn will be over, to look then if clients still need room.
+    """
+
+    def __init__(
+        self,
+        reap: list[ConnectionRecord],
+        endTurns: list[ConnectionRecord],
+        need: int,
+        nextLook: float | None,
+        turnLook: float | None,
+    ) -> None:
+        self.reap = reap
+        self.endTurns = endTurns
+        self.need = need
+        self.nextLook = nextLook
+        self.turnLook = turnLook
+
+
+def planRoom(
+    served: Iterable[ConnectionRecord],
+    ending: Collection[ConnectionRecord],
+    need: int,
+    now: float,
+    *,
+    reapIdleAfter: float | None,
+    minTurn: float | None,
+    minTurnRequests: int | None,
+    pollInterval: float,
+    mayReap: Callable[[ConnectionRecord], bool],
+) -> RoomPlan:
+    """
+    Decide how to make room for C{need} waiting clients (beyond those already being made room
+    for): first reap idle connections whose turn already ended, whatever the need, then other
+    idle connections, then end turns.
+
+    @param ending: The connections whose protocol will close them at their next request
+        boundary.
+    @param mayReap: Says whether an idle connection may be closed right now (no unread bytes
+        of a next request on its socket); one that may not is looked at again soon.
+    """
+    candidates = [record for record in served if record.closingReason is None]
+    looks: list[float] = []
+    reap: list[ConnectionRecord] = []
+    if reapIdleAfter is not None:
+        due, look = reapCandidates(candidates, now, reapIdleAfter, pollInterval)
+        for record in sorted(due, key=lambda r: r not in ending):
+            leaving = record in ending
+            if not leaving and need <= 0:
+                break
+            if mayReap(record):
+                reap.append(record)
+                need -= 0 if leaving else 1
+            else:
+                looks.append(now + pollInterval)
+        if look is not None and (need > 0 or ending):
+            looks.append(look)
+    endTurns: list[ConnectionRecord] = []
+    turnLook = None
+    if minTurn is not None and need > 0:
+        endTurns, turnLook = turnCandidates(
+            (record for record in candidates if record not in reap),
+            now,
+            minTurn,
+            minTurnRequests,
+            pollInterval,
+        )
+    return RoomPlan(reap, endTurns, need, min(looks) if looks else None, turnLook)

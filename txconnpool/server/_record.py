@@ -88,6 +88,27 @@ class ConnectionHandle(Protocol):
         """
 
 
+class DeadlineTimer(Protocol):
+    """
+    The timer of a served connection's deadlines.
+    """
+
+    def start(self) -> None:
+        """
+        Look at the deadlines when the earliest may pass.
+        """
+
+    def advance(self) -> None:
+        """
+        A request or its head started to arrive: look no later than its deadline.
+        """
+
+    def cancel(self) -> None:
+        """
+        Stop looking.
+        """
+
+
 class ConnectionRecord:
     """
     The limiter's state for one accepted connection.  Only the limiter's core changes it;
@@ -111,7 +132,7 @@ class ConnectionRecord:
     @ivar leavesItself: Whether the served protocol said it closes the connection at its next
         request boundary.
     @ivar closingReason: Why the limiter is closing this connection, if it is.
-    @ivar deadlineCall: The pending look at this connection's deadlines.
+    @ivar deadlines: The timer of this connection's deadlines, while it is served.
     @ivar abortCall: The pending abort of a connection the limiter closed.
     @ivar watchedFd: The descriptor watched for the client's departure while it waits.
     @ivar onDeparture: What the departure watcher calls for it.
@@ -123,7 +144,7 @@ class ConnectionRecord:
         "arrival",
         "clientSpoke",
         "closingReason",
-        "deadlineCall",
+        "deadlines",
         "enqueuedAt",
         "exchanges",
         "handle",
@@ -157,7 +178,7 @@ class ConnectionRecord:
         self.turnEnded = False
         self.leavesItself = False
         self.closingReason: str | None = None
-        self.deadlineCall: IDelayedCall | None = None
+        self.deadlines: DeadlineTimer | None = None
         self.abortCall: IDelayedCall | None = None
         self.watchedFd: int | None = None
         self.onDeparture: Callable[[], None] | None = None
