@@ -152,16 +152,17 @@ class LimiterCore:
 
     def dataArriving(self, record: ConnectionRecord) -> None:
         probe = record.probe
-        if record.state is not State.ACTIVE or probe is None:
-            return
-        record.lastActivity = self._clock.seconds()
-        record.clientSpoke = True
-        probe.bytesReceived()
+        if probe is not None:
+            record.lastActivity = self._clock.seconds()
+            record.clientSpoke = True
+            probe.bytesReceived()
 
     def dataDelivered(self, record: ConnectionRecord) -> None:
-        if not self._requestClocks or record.state is not State.ACTIVE:
+        probe = record.probe
+        if probe is None or not self._requestClocks or record.closingReason is not None:
             return
-        if record.probe is None or record.closingReason is not None:
+        if not probe.isReceivingRequest():
+            record.requestStart = record.headStart = None
             return
         requestBefore, headBefore = record.requestStart, record.headStart
         record.requestStart, record.headStart = requestClocks(record, record.lastActivity)
@@ -174,7 +175,7 @@ class LimiterCore:
 
     def dataSent(self, record: ConnectionRecord) -> None:
         probe = record.probe
-        if record.state is not State.ACTIVE or probe is None:
+        if probe is None:
             return
         record.lastActivity = self._clock.seconds()
         probe.bytesSent()

@@ -13,7 +13,7 @@ from twisted.python.components import registerAdapter
 from twisted.web.http import HTTPChannel, Request, _GenericHTTPChannelProtocol
 from zope.interface import implementer
 
-from ._probe import IConnectionProbe, TurnTakingProbe
+from ._probe import IConnectionProbe
 
 _TIMEOUT = re.compile(rb"(?:^|[\s,;])timeout\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _BARE = re.compile(rb"^\s*(\d+(?:\.\d+)?)\s*$")
@@ -63,19 +63,31 @@ class HTTPChannelProbe:
     def __init__(self, protocol: HTTPChannel | _GenericHTTPChannelProtocol) -> None:
         self._protocol = protocol
         self._generic = isinstance(protocol, _GenericHTTPChannelProtocol)
-        self._fallback = TurnTakingProbe()
+        self._http: HTTPChannel | None = None
+        self._receiving = False
         self._answering: Request | None = None
         self._turnEnded = False
 
     def _channel(self) -> HTTPChannel | None:
-        channel = self._protocol._channel if self._generic else self._protocol  # type: ignore[union-attr]
-        return channel if isinstance(channel, HTTPChannel) else None
+        """
+        @return: The HTTP/1.x channel, or L{None} once the connection speaks HTTP/2.
+        """
+        if not self._generic:
+            return self._protocol
+        channel = self._protocol._channel  # type: ignore[union-attr]
+        if channel is self._http:
+            return channel
+        self._http = channel if isinstance(channel, HTTPChannel) else None
+        return self._http
+
+    # Without a channel (after an upgrade to HTTP/2), the answers are TurnTakingProbe's, from
+    # the same flag.
 
     def bytesReceived(self) -> None:
-        self._fallback.bytesReceived()
+        self._receiving = True
 
     def bytesSent(self) -> None:
-        self._fallback.bytesSent()
+        self._receiving = False
         channel = self._channel()
         if channel is not None and channel.requests:
             self._answering = channel.requests[0]
@@ -83,13 +95,13 @@ class HTTPChannelProbe:
     def isIdle(self) -> bool:
         channel = self._channel()
         if channel is None:
-            return self._fallback.isIdle()
+            return not self._receiving
         return not channel.requests and not channel._buffer
 
     def isReceivingRequest(self) -> bool:
         channel = self._channel()
         if channel is None:
-            return self._fallback.isReceivingRequest()
+            return self._receiving
         if channel._handlingRequest:
             return False
         return bool(channel.requests) or bool(channel._buffer)

@@ -29,6 +29,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
+from ._fairness import idleFor
 from ._probe import IConnectionProbe
 from ._record import LimiterEvents, State
 
@@ -102,10 +103,7 @@ class LimitedProtocol(Protocol):
         @return: How long the connection has been idle (between requests and silent), or
             L{None} if it is busy or already closing.
         """
-        probe = self._record.probe
-        if self._record.closingReason is not None or probe is None or not probe.isIdle():
-            return None
-        return now - self._record.lastActivity
+        return idleFor(self._record, now)
 
     def keepAliveTimeout(self) -> float | None:
         """
