@@ -76,6 +76,13 @@ class Server:
     def limited(cls, slots: int, **options: Any) -> Server:
         return cls("limited", str(slots), json.dumps(options))
 
+    def cpuSeconds(self) -> float:
+        """
+        @return: The CPU time the server process has used (user and system), from C{/proc}.
+        """
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stats(self) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("stats\n")
@@ -102,8 +109,9 @@ def wrk(url: str, connections: int, seconds: int, threads: int) -> dict[str, flo
     )
     out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    result = {"rate": rate, "p99": p99, **dict.fromkeys(_ERRORS, 0)}
+    result = {"rate": rate, "requests": requests, "p99": p99, **dict.fromkeys(_ERRORS, 0)}
     match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if match is not None:
         result.update(zip(_ERRORS, map(int, match.groups())))
@@ -122,8 +130,11 @@ def interleave(
     for index in range(rounds):
         order = names if index % 2 == 0 else names[::-1]
         for name in order:
-            results[name].append(wrk(servers[name].url, connections, seconds, threads))
-            print(f"  round {index + 1} {name}: {results[name][-1]}", file=sys.stderr)
+            before = servers[name].cpuSeconds()
+            result = wrk(servers[name].url, connections, seconds, threads)
+            result["cpu"] = 1e6 * (servers[name].cpuSeconds() - before) / result["requests"]
+            results[name].append(result)
+            print(f"  round {index + 1} {name}: {result}", file=sys.stderr)
     return results
 
 
@@ -159,13 +170,15 @@ def belowTheLimit(options: argparse.Namespace) -> list[str]:
     lines = [
         f"## Below the limit: {options.below} connections, {options.slots} slots",
         "",
-        "| variant | median req/s | median p99 (ms) | req/s per round |",
-        "|---|---:|---:|---|",
+        "| variant | median req/s | median p99 (ms) | server CPU per request (µs) "
+        "| req/s per round |",
+        "|---|---:|---:|---:|---|",
     ]
     for name, runs in results.items():
         lines.append(
             f"| {name} | {median([r['rate'] for r in runs]):.0f} "
             f"| {median([r['p99'] for r in runs]):.2f} "
+            f"| {median([r['cpu'] for r in runs]):.0f} "
             f"| {', '.join(format(r['rate'], '.0f') for r in runs)} |"
         )
     limited = stats["limited"]
@@ -193,10 +206,10 @@ def takingTurns(options: argparse.Namespace) -> list[str]:
     lines = [
         f"## Taking turns: {options.clients} connections, {options.few} slots",
         "",
-        "| variant | median req/s | ratio to bare | median p99 (ms) "
+        "| variant | median req/s | ratio to bare | median p99 (ms) | server CPU per request (µs) "
         "| socket errors (connect/read/write/timeout) | connections served | turns ended "
         "| reaped |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for name, runs in results.items():
         errors = "/".join(str(sum(int(r[kind]) for r in runs)) for kind in _ERRORS)
@@ -209,8 +222,8 @@ def takingTurns(options: argparse.Namespace) -> list[str]:
         )
         lines.append(
             f"| {name} | {median([r['rate'] for r in runs]):.0f} | {ratio} "
-            f"| {median([r['p99'] for r in runs]):.0f} | {errors} | {served} | {ended} "
-            f"| {reaped} |"
+            f"| {median([r['p99'] for r in runs]):.0f} | {median([r['cpu'] for r in runs]):.0f} "
+            f"| {errors} | {served} | {ended} | {reaped} |"
         )
     return [
         *lines,

@@ -34,5 +34,5 @@ def test_quickRunWritesTurnsTable(tmp_path: Path) -> None:
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line[:2] == "| "}
     assert set(rows) == {"variant", "bare", "defaults (minTurn=0.05)"}
     cells = [cell.strip() for cell in rows["defaults (minTurn=0.05)"].split("|")[1:-1]]
-    assert len(cells[4].split("/")) == 4
-    assert int(cells[5]) >= 5
+    assert len(cells[5].split("/")) == 4
+    assert int(cells[6]) >= 5
