@@ -38,6 +38,9 @@ class Page(Resource):
             return NOT_DONE_YET
         return b"hello"
 
+    def render_POST(self, request: Request) -> bytes:
+        return b"posted " + request.content.read()
+
 
 def responses(data: bytes) -> list[tuple[dict[bytes, bytes], bytes]]:
     """
@@ -210,6 +213,25 @@ def test_responseInProgressGetsConnectionClose() -> None:
     page.held[0].finish()
     ((headers, body),) = responses(first.transport.value())
     assert closesAfter(headers) and body == b"slow answer"
+    assert first.transport.disconnecting
+    first.transport.finishClose()
+    assert waiting.served is not None
+
+
+def test_turnEndingDuringRequestBodyClosesAfterItsResponse() -> None:
+    """
+    When a turn ends while a request's body is still arriving (its headers, and so the
+    channel's decision to keep the connection, already in), that request's response says
+    Connection: close and the connection closes after it.
+    """
+    limiter, _, _ = makeSiteLimiter(1, minTurn=0.0)
+    (first,) = connect(limiter, 1)
+    first.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc")
+    (waiting,) = connect(limiter, 1)
+    assert limiter.stats().turnsEnded == 1
+    first.send(b"def")
+    ((headers, body),) = responses(first.transport.value())
+    assert closesAfter(headers) and body == b"posted abcdef"
     assert first.transport.disconnecting
     first.transport.finishClose()
     assert waiting.served is not None
