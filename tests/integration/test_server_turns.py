@@ -28,12 +28,14 @@ SECONDS = 3.0
 
 class ArrivalOrder(ObservedLimiter):
     """
-    A limiter that remembers the order in which clients arrived, by address.
+    A limiter that numbers its connections in order of arrival, and has the served factory's
+    L{Occupancy} record those numbers as connections are given slots.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, wrapped: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(wrapped, *args, **kwargs)
         self.arrivalOf: dict[IAddress, int] = {}
+        wrapped.occupancy.label = self.arrivalOf.__getitem__
 
     def buildProtocol(self, addr: IAddress | None) -> Any:
         wrapper = super().buildProtocol(addr)
@@ -55,7 +57,7 @@ def checkTurns(report: dict[str, Any], limiter: ArrivalOrder, occupancy: Occupan
     assert max(turns) - min(turns) <= 2, turns
     assert max(responses) <= 10 * statistics.median(responses), responses
     assert occupancy.maxLive == SLOTS
-    admitted = [limiter.arrivalOf[addr] for addr in occupancy.admitted]
+    admitted = occupancy.admitted
     assert admitted == sorted(admitted)
     assert len(admitted) == sum(report["connections"]) - limiter.stats().leftQueued
     stats = limiter.stats()

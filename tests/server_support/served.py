@@ -6,6 +6,8 @@ answer each request with its tag so a client can check the answer is its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import LineReceiver
@@ -20,14 +22,19 @@ from txconnpool.server import IConnectionProbe
 
 class Occupancy:
     """
-    Counts the connections a server serves at once, and remembers the order in which their
-    clients' addresses were given slots.
+    Counts the connections a server serves at once, and remembers the order in which they
+    were given slots, as told by C{label} at that moment (by default, their client's address;
+    an address may come back later, from a new connection on a reused port).
     """
 
     def __init__(self) -> None:
         self.live = 0
         self.maxLive = 0
-        self.admitted: list[IAddress] = []
+        self.admitted: list[object] = []
+        self.label: Callable[[IAddress], object] = lambda addr: addr
+
+    def admit(self, addr: IAddress) -> None:
+        self.admitted.append(self.label(addr))
 
     def made(self) -> None:
         self.live += 1
@@ -77,7 +84,7 @@ class CountingSite(Site):
         self.occupancy = Occupancy()
 
     def buildProtocol(self, addr: IAddress) -> CountingChannel:
-        self.occupancy.admitted.append(addr)
+        self.occupancy.admit(addr)
         return super().buildProtocol(addr)  # type: ignore[return-value]
 
     def log(self, request: Request) -> None:
@@ -146,7 +153,7 @@ class LinesFactory(Factory[TurnTakingLines]):
         self.occupancy = Occupancy()
 
     def buildProtocol(self, addr: IAddress) -> TurnTakingLines:
-        self.occupancy.admitted.append(addr)
+        self.occupancy.admit(addr)
         protocol = TurnTakingLines()
         protocol.factory = self
         return protocol

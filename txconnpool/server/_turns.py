@@ -126,10 +126,11 @@ class TurnKeeper:
             self._adjusting = False
 
     def _adjustOnce(self) -> None:
-        self.nobodyWaits()
+        self._unmet = 0
         options = self._options
         waiting = len(self._waiting)
         if not self._on or not waiting or len(self._served) < options.maxConnections:
+            self.nobodyWaits()
             return
         plan = planRoom(
             self._served,
@@ -156,7 +157,9 @@ class TurnKeeper:
             looks.append(plan.turnLook)
         if looks and len(self._waiting):
             self._unmet = max(0, need)
-            self._lookBy(min(looks))
+            self._lookAt(min(looks))
+        else:
+            self.nobodyWaits()
 
     def _reap(self, record: ConnectionRecord) -> None:
         self._ending.discard(record)
@@ -181,12 +184,6 @@ class TurnKeeper:
         assert probe is not None
         record.turnEnded = True
         self.turnsEnded += 1
-        self._log.debug(
-            "Turn of {peer} is over after {held:.3f}s",
-            limiterEvent="turn-ended",
-            peer=record.addr,
-            held=self._clock.seconds() - record.servedAt,
-        )
         try:
             leaves = bool(probe.endTurn())
         except Exception:
@@ -201,11 +198,19 @@ class TurnKeeper:
         """
         Make sure room is looked for again no later than C{when}.
         """
+        timer = self._timer
+        if timer is None or timer.getTime() > when:
+            self._lookAt(when)
+
+    def _lookAt(self, when: float) -> None:
+        """
+        Look for room again at C{when}, and not before.
+        """
         delay = max(0.0, when - self._clock.seconds())
         timer = self._timer
         if timer is None:
             self._timer = self._clock.callLater(delay, self._due)
-        elif timer.getTime() > when:
+        elif timer.getTime() != when:
             timer.reset(delay)
 
     def _due(self) -> None:
