@@ -163,10 +163,27 @@ def ratios(runs: list[dict[str, float]], bare: list[dict[str, float]]) -> list[f
     return [run["rate"] / base["rate"] for run, base in zip(runs, bare)]
 
 
+QUIET = {
+    "queueTimeout": None,
+    "idleTimeout": None,
+    "headerTimeout": None,
+    "reapIdleAfter": None,
+    "minTurn": None,
+}
+"""
+The limiter's options that turn off every time limit, and with them the watching of traffic.
+"""
+
+
 def belowTheLimit(options: argparse.Namespace) -> list[str]:
-    servers = {"bare": Server("bare"), "limited": Server.limited(options.slots)}
+    servers = {
+        "bare": Server("bare"),
+        "limited": Server.limited(options.slots),
+        "limited, no time limits": Server.limited(options.slots, **QUIET),
+    }
     results, stats = run(servers, options.below, options)
     cost = ratios(results["limited"], results["bare"])
+    quietCost = ratios(results["limited, no time limits"], results["bare"])
     lines = [
         f"## Below the limit: {options.below} connections, {options.slots} slots",
         "",
@@ -187,6 +204,8 @@ def belowTheLimit(options: argparse.Namespace) -> list[str]:
         "",
         f"Throughput ratio limited/bare, per round: {', '.join(f'{r:.3f}' for r in cost)}; "
         f"**median {median(cost):.3f}** (cost {100 * (1 - median(cost)):.1f}%).",
+        "With no time limits, per round: "
+        f"{', '.join(f'{r:.3f}' for r in quietCost)}; **median {median(quietCost):.3f}**.",
         f"Limiter: served {limited['served']}, queued {limited['queued']}, "
         f"overflowed {limited['overflowed']}.",
         "",

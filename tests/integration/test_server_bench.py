@@ -5,12 +5,17 @@ and writes its report. It asserts nothing about performance.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from txconnpool.server import LimitConnectionsFactory
+
 ROOT = Path(__file__).resolve().parents[2]
+MIN_TURN = inspect.signature(LimitConnectionsFactory).parameters["minTurn"].default
+DEFAULTS = f"defaults (minTurn={MIN_TURN:g})"
 
 
 def test_quickRunWritesTurnsTable(tmp_path: Path) -> None:
@@ -32,7 +37,7 @@ def test_quickRunWritesTurnsTable(tmp_path: Path) -> None:
     table = output.read_text()
     assert table in done.stdout
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line[:2] == "| "}
-    assert set(rows) == {"variant", "bare", "defaults (minTurn=0.05)"}
-    cells = [cell.strip() for cell in rows["defaults (minTurn=0.05)"].split("|")[1:-1]]
+    assert set(rows) == {"variant", "bare", DEFAULTS}
+    cells = [cell.strip() for cell in rows[DEFAULTS].split("|")[1:-1]]
     assert len(cells[5].split("/")) == 4
     assert int(cells[6]) >= 5
