@@ -2,14 +2,17 @@
 A twisted.web server protected by txconnpool's connection limiter.
 
 At most --max-connections clients are served at once; up to --max-queued more wait, paused,
-and are served in order of arrival; beyond that, or after waiting --queue-timeout seconds, a
-client gets "503 Service Unavailable" with Retry-After.  Silent connections are closed after
---idle-timeout seconds, a request must arrive within --request-timeout seconds (slow senders
-cannot hold a slot), and while clients wait, idle keep-alive connections give way to them.
+and are served in order of arrival; beyond that, or after waiting 30 seconds (the limiter's
+default queueTimeout), a client gets "503 Service Unavailable" with Retry-After.  The other
+protections are the limiter's defaults: silent connections are closed after 75 seconds, a
+request's headers must arrive within 10 seconds, and while clients wait, served keep-alive
+clients take turns (each gives up its slot at a request boundary after --min-turn seconds,
+by default the limiter's minTurn) and idle ones make room.
 
-Serve until interrupted:
+Serve until interrupted, on any endpoint description:
 
-    python examples/limited_web_server.py --port 8080
+    python examples/limited_web_server.py --listen tcp:8080
+    python examples/limited_web_server.py --listen tcp6:8080:interface=\\:\\:1
 
 Or run a short demonstration that starts the server on a free port, sends it more concurrent
 requests than it has slots, prints what happened and exits:
@@ -24,6 +27,7 @@ import sys
 from typing import Any
 
 from twisted.internet import defer, task
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.web.resource import Resource
@@ -57,19 +61,18 @@ class Slow(Resource):
 
 def makeFactory(reactor: Any, options: argparse.Namespace) -> LimitConnectionsFactory:
     """
-    The site, wrapped in the limiter configured by C{options}.
+    The site, wrapped in the limiter configured by C{options}; the other options keep the
+    limiter's protective defaults.
     """
-    site = Site(Slow(reactor, options.delay), timeout=options.keep_alive)
+    site = Site(Slow(reactor, options.delay))
+    turns = {} if options.min_turn is None else {"minTurn": options.min_turn}
     return LimitConnectionsFactory(
         site,
         options.max_connections,
         maxQueued=options.max_queued,
-        queueTimeout=options.queue_timeout,
-        idleTimeout=options.idle_timeout,
-        requestTimeout=options.request_timeout,
-        reapIdleAfter=options.reap_idle_after,
         overflowFactory=ServiceUnavailableFactory(retryAfter=2, reactor=reactor),
         reactor=reactor,
+        **turns,
     )
 
 
@@ -81,7 +84,7 @@ async def demo(reactor: Any, options: argparse.Namespace) -> None:
     from twisted.web.client import Agent, HTTPConnectionPool
 
     factory = makeFactory(reactor, options)
-    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    port = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(factory)
     pool = HTTPConnectionPool(reactor, persistent=False)
     client = treq.client.HTTPClient(Agent(reactor, pool=pool))
     url = f"http://127.0.0.1:{port.getHost().port}/"
@@ -104,14 +107,12 @@ async def demo(reactor: Any, options: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--listen", default="tcp:8080", help="an endpoint description")
     parser.add_argument("--max-connections", type=int, default=10)
     parser.add_argument("--max-queued", type=int, default=20)
-    parser.add_argument("--queue-timeout", type=float, default=10.0)
-    parser.add_argument("--idle-timeout", type=float, default=30.0)
-    parser.add_argument("--request-timeout", type=float, default=10.0)
-    parser.add_argument("--reap-idle-after", type=float, default=1.0)
-    parser.add_argument("--keep-alive", type=int, default=60)
+    parser.add_argument(
+        "--min-turn", type=float, default=None, help="seconds (default: the limiter's default)"
+    )
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--demo", action="store_true")
     parser.add_argument("--demo-requests", type=int, default=50)
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> None:
     from twisted.internet import reactor
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
-    reactor.listenTCP(options.port, makeFactory(reactor, options))  # type: ignore[attr-defined]
+    serverFromString(reactor, options.listen).listen(makeFactory(reactor, options))
     reactor.run()  # type: ignore[attr-defined]
 
 

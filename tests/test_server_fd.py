@@ -5,6 +5,7 @@ Synchronous tests of the descriptor checks, the accept gate and the departure wa
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 from twisted.internet.task import Clock
@@ -179,18 +180,34 @@ def test_gateHoldsPortsWhileFull() -> None:
     assert port.numberAccepts == 3
 
 
-def test_limiterPausesPortsAtDescriptorBudget(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def lowDescriptorLimit() -> Iterator[int]:
+    """
+    Lower this process's soft RLIMIT_NOFILE so that exactly three more connections fit under
+    it, beside the descriptors open now and the reserve; restore it afterwards.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    room = 3
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (openDescriptorCount() + DESCRIPTOR_RESERVE + room, hard)
+    )
+    try:
+        yield room
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_limiterPausesPortsAtDescriptorBudget(lowDescriptorLimit: int) -> None:
     """
     With no maxQueued, the limiter pauses its listening ports once it holds as many
     connections as descriptors allow, and resumes them when one closes.
     """
-    import txconnpool.server._limiter as limiterModule
-
-    monkeypatch.setattr(limiterModule, "checkDescriptorBudget", lambda m, q: 3)
     reactor = MemoryReactorClock()
     limiter = LimitConnectionsFactory(RecordingFactory(), 1, reactor=reactor)
     port = FakePort(reactor, limiter)
-    first, *_ = connect(limiter, 3)
+    first, *_ = connect(limiter, lowDescriptorLimit)
     assert not port.reading
     assert limiter.stats().acceptPauses == 1
     first.transport.clientLeaves()

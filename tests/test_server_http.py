@@ -9,14 +9,13 @@ from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from tests.server_support import Client, RecordingFactory, connect
+from tests.server_support import QUIET, Client, RecordingFactory, connect
 from txconnpool.server import (
     HTTPChannelProbe,
     IConnectionProbe,
     LimitConnectionsFactory,
     ServiceUnavailableFactory,
 )
-from txconnpool.server._probe import parseKeepAlive
 
 
 class Page(Resource):
@@ -40,14 +39,21 @@ class Page(Resource):
             return NOT_DONE_YET
         return b"hello"
 
+    def render_POST(self, request: Request) -> bytes:
+        return b"got %d bytes" % (len(request.content.read()),)
+
 
 def makeSiteLimiter(
     maxConnections: int, **kwargs: object
 ) -> tuple[LimitConnectionsFactory, Page, Clock]:
+    """
+    A limiter in front of a Site, with the time-based features off but those in C{kwargs}.
+    """
     clock = Clock()
     page = Page()
     site = Site(page, reactor=clock, timeout=120)
-    limiter = LimitConnectionsFactory(site, maxConnections, reactor=clock, **kwargs)  # type: ignore[arg-type]
+    options = {**QUIET, **kwargs}
+    limiter = LimitConnectionsFactory(site, maxConnections, reactor=clock, **options)  # type: ignore[arg-type]
     return limiter, page, clock
 
 
@@ -106,15 +112,24 @@ def test_httpKeepAliveFromResponseThenRequestThenSite() -> None:
     client.transport.clientLeaves()
 
 
-def test_parseKeepAliveForms() -> None:
+def test_httpKeepAliveForms() -> None:
     """
-    Keep-Alive values are read in the timeout=N form and the older bare-number form.
+    Keep-Alive values are read in the timeout=N form, with other parameters around it and any
+    case, and in the older bare-number form; a value without a duration is ignored.
     """
-    assert parseKeepAlive([b"timeout=5, max=100"]) == 5.0
-    assert parseKeepAlive([b"max=100; Timeout = 2.5"]) == 2.5
-    assert parseKeepAlive([b"115"]) == 115.0
-    assert parseKeepAlive([b"max=100"]) is None
-    assert parseKeepAlive(None) is None
+    forms = [
+        (b"timeout=5, max=100", 5.0),
+        (b"max=100; Timeout = 2.5", 2.5),
+        (b"115", 115.0),
+        (b"max=100", 120.0),
+    ]
+    limiter, _, _ = makeSiteLimiter(1, idleTimeout=60)
+    (client,) = connect(limiter, 1)
+    probe = probeOf(client)
+    for value, expected in forms:
+        client.send(b"GET / HTTP/1.1\r\nHost: x\r\nKeep-Alive: " + value + b"\r\n\r\n")
+        assert probe.keepAliveTimeout() == expected, value
+    client.transport.clientLeaves()
 
 
 def test_httpMidRequestNeverReaped() -> None:
@@ -169,6 +184,47 @@ def test_httpSlowlorisHeadersClosed() -> None:
     assert limiter.stats().idleClosed == 0
 
 
+def test_httpHeadDeadline() -> None:
+    """
+    With headerTimeout, a request's head must arrive within that many seconds of its first
+    byte: a client trickling its headers is closed then and counted as a header timeout.
+    """
+    limiter, _, clock = makeSiteLimiter(1, headerTimeout=10, idleTimeout=5)
+    (client,) = connect(limiter, 1)
+    client.send(b"GET / HTTP/1.1\r\n")
+    for byte in b"X-Slow: " + b"b" * 20:
+        if client.transport.disconnecting:
+            break
+        clock.advance(1)
+        client.send(bytes([byte]))
+    assert client.transport.disconnecting
+    assert client.transport.value() == b""
+    stats = limiter.stats()
+    assert (stats.headerTimedOut, stats.requestTimedOut, stats.idleClosed) == (1, 0, 0)
+
+
+def test_httpHeadDeadlineSparesSlowBodyAndIdleGaps() -> None:
+    """
+    The head deadline covers only a request's head: a body arriving slowly after prompt
+    headers, and the silence between requests, are not cut off by it.
+    """
+    limiter, _, clock = makeSiteLimiter(1, headerTimeout=2)
+    (client,) = connect(limiter, 1)
+    client.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n")
+    for _ in range(20):
+        clock.advance(1)
+        client.send(b"z")
+    assert client.transport.value().startswith(b"HTTP/1.1 200 OK")
+    assert client.transport.value().endswith(b"got 20 bytes")
+    clock.advance(60)
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert client.transport.value().count(b"HTTP/1.1 200 OK") == 2
+    assert not client.transport.disconnecting
+    assert limiter.stats().headerTimedOut == 0
+    client.transport.clientLeaves()
+    assert clock.getDelayedCalls() == []
+
+
 def test_httpSlowResponseNotIdleClosed() -> None:
     """
     An HTTP connection whose response the server is still working on is not closed by the
@@ -193,7 +249,7 @@ def test_serviceUnavailableAfterHeaders() -> None:
     clock = Clock()
     overflow = ServiceUnavailableFactory(retryAfter=7, reactor=clock)
     limiter = LimitConnectionsFactory(
-        RecordingFactory(), 1, maxQueued=0, overflowFactory=overflow, reactor=clock
+        RecordingFactory(), 1, maxQueued=0, overflowFactory=overflow, reactor=clock, **QUIET
     )
     _, refused = connect(limiter, 2)
     refused.send(b"GET / HTTP/1.1\r\nHo")
@@ -216,7 +272,7 @@ def test_serviceUnavailableAnswersSilentClientAfterReadTimeout() -> None:
     clock = Clock()
     overflow = ServiceUnavailableFactory(readTimeout=2, reactor=clock)
     limiter = LimitConnectionsFactory(
-        RecordingFactory(), 1, maxQueued=0, overflowFactory=overflow, reactor=clock
+        RecordingFactory(), 1, maxQueued=0, overflowFactory=overflow, reactor=clock, **QUIET
     )
     _, refused = connect(limiter, 2)
     clock.advance(2)

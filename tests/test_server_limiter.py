@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from tests.server_support import (
+    QUIET,
     Client,
     FakeTransport,
     RecordingFactory,
@@ -28,9 +29,13 @@ from txconnpool.server import LimitConnectionsFactory, LimiterStats, PeerStats
 def makeLimiter(
     maxConnections: int = 2, **kwargs: object
 ) -> tuple[LimitConnectionsFactory, RecordingFactory, Clock]:
+    """
+    A limiter with the time-based features off (see L{QUIET}) but those in C{kwargs}.
+    """
     clock = Clock()
     wrapped = RecordingFactory()
-    limiter = LimitConnectionsFactory(wrapped, maxConnections, reactor=clock, **kwargs)  # type: ignore[arg-type]
+    options = {**QUIET, **kwargs}
+    limiter = LimitConnectionsFactory(wrapped, maxConnections, reactor=clock, **options)  # type: ignore[arg-type]
     return limiter, wrapped, clock
 
 
@@ -281,7 +286,7 @@ def test_refusedByWrappedFactoryReleasesSlot() -> None:
             return None if self.count == 2 else Protocol()
 
     clock = Clock()
-    limiter = LimitConnectionsFactory(Refusing(), 1, reactor=clock)
+    limiter = LimitConnectionsFactory(Refusing(), 1, reactor=clock, **QUIET)
     first, second, third = connect(limiter, 3)
     first.transport.clientLeaves()
     assert second.transport.aborted
@@ -302,7 +307,7 @@ def test_crashingProtocolDroppedAndSlotReleased() -> None:
             raise RuntimeError("boom")
 
     clock = Clock()
-    limiter = LimitConnectionsFactory(Factory.forProtocol(Crashing), 1, reactor=clock)
+    limiter = LimitConnectionsFactory(Factory.forProtocol(Crashing), 1, reactor=clock, **QUIET)
     (client,) = connect(limiter, 1)
     assert client.transport.aborted
     client.transport.finishClose()
@@ -320,7 +325,7 @@ def test_synchronousClosesDoNotRecurse() -> None:
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     clock = Clock()
-    limiter = LimitConnectionsFactory(Factory.forProtocol(Closing), 1, reactor=clock)
+    limiter = LimitConnectionsFactory(Factory.forProtocol(Closing), 1, reactor=clock, **QUIET)
     blocker = Client(limiter, connect_addr(1))
     n = sys.getrecursionlimit() * 3
     waiting = [Client(limiter, connect_addr(i + 2), closeAtOnce=True) for i in range(n)]
@@ -418,7 +423,7 @@ def test_halfCloseForwardedToHalfCloseableProtocol() -> None:
         def writeConnectionLost(self) -> None:
             pass
 
-    limiter = LimitConnectionsFactory(Factory.forProtocol(HalfCloser), 1, reactor=Clock())
+    limiter = LimitConnectionsFactory(Factory.forProtocol(HalfCloser), 1, reactor=Clock(), **QUIET)
     (client,) = connect(limiter, 1)
     assert IHalfCloseableProtocol.providedBy(client.wrapper)
     client.wrapper.readConnectionLost()
@@ -460,6 +465,11 @@ def test_transportAttributesReachable() -> None:
         ({"idleTimeout": -1}, ValueError, "idleTimeout"),
         ({"requestTimeout": float("nan")}, ValueError, "requestTimeout"),
         ({"reapIdleAfter": "1"}, TypeError, "reapIdleAfter"),
+        ({"headerTimeout": -0.5}, ValueError, "headerTimeout"),
+        ({"minTurn": -1}, ValueError, "minTurn"),
+        ({"minTurn": "0.1"}, TypeError, "minTurn"),
+        ({"minTurnRequests": 0}, ValueError, "minTurnRequests"),
+        ({"minTurnRequests": 1.0}, TypeError, "minTurnRequests"),
         ({"overflowFactory": object()}, TypeError, "overflowFactory"),
     ],
 )

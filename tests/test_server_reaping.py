@@ -4,24 +4,39 @@ Synchronous tests of reaping: which idle connection gives way to a waiting clien
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
 
-from tests.server_support import ProbedProtocol, RecordingFactory, connect
+from tests.server_support import QUIET, Client, ProbedProtocol, RecordingFactory, connect, v4
 from txconnpool.server import LimitConnectionsFactory
 
 
 def makeLimiter(
-    maxConnections: int, reapIdleAfter: float = 3, factory: Factory | None = None
+    maxConnections: int, reapIdleAfter: float = 3, factory: Factory[Any] | None = None
 ) -> tuple[LimitConnectionsFactory, Clock]:
+    """
+    A limiter that reaps after C{reapIdleAfter} seconds, with turns and timeouts off.
+    """
     clock = Clock()
     limiter = LimitConnectionsFactory(
         factory or RecordingFactory(),
         maxConnections,
-        reapIdleAfter=reapIdleAfter,
         reactor=clock,
+        **{**QUIET, "reapIdleAfter": reapIdleAfter},
     )
     return limiter, clock
+
+
+def reply(client: Client, data: bytes = b"reply") -> None:
+    """
+    The served protocol writes to its client.
+    """
+    client.served.transport.write(data)
 
 
 def test_longestIdleReapedForQueuedClient() -> None:
@@ -32,9 +47,9 @@ def test_longestIdleReapedForQueuedClient() -> None:
     limiter, clock = makeLimiter(3)
     old, mid, recent = connect(limiter, 3)
     clock.advance(2)
-    mid.send(b"x")
+    reply(mid)
     clock.advance(2)
-    recent.send(b"y")
+    reply(recent)
     clock.advance(4)
     (waiting,) = connect(limiter, 1)
     assert old.transport.disconnecting
@@ -73,6 +88,26 @@ def test_reapWaitsUntilIdleLongEnough() -> None:
     assert waiting.served is not None
 
 
+def test_connectionAwaitingReplyNeverReaped() -> None:
+    """
+    A connection of a protocol without a probe whose client spoke last (the server has not
+    answered yet) is not reaped, however long it is silent; once the server answers, it is
+    reaped after reapIdleAfter seconds.
+    """
+    limiter, clock = makeLimiter(1, reapIdleAfter=2)
+    (asking,) = connect(limiter, 1)
+    asking.send(b"question")
+    (waiting,) = connect(limiter, 1)
+    clock.advance(60)
+    assert not asking.transport.disconnecting
+    reply(asking, b"answer")
+    clock.advance(2 + limiter.reapPollInterval)
+    assert asking.transport.disconnecting
+    asking.transport.finishClose()
+    assert waiting.served is not None
+    assert clock.getDelayedCalls() == []
+
+
 def test_busyConnectionNeverReaped() -> None:
     """
     A connection whose protocol says it is in the middle of a request is not reaped, however
@@ -100,7 +135,7 @@ def test_onlyBusyConnectionsMeansWaitThenReapWhenIdle() -> None:
     (waiting,) = connect(limiter, 1)
     clock.advance(30)
     assert not busy.transport.disconnecting
-    busy.served.transport.write(b"response")
+    reply(busy, b"response")
     busy.served.busy = False
     clock.advance(1.9)
     assert not busy.transport.disconnecting
@@ -175,3 +210,49 @@ def test_reapTimerCancelledWhenQueueEmpties() -> None:
     assert limiter.stats().leftQueued == 1
     assert limiter.stats().queued == 0
     assert clock.getDelayedCalls() == []
+
+
+class SocketTransportClient(Client):
+    """
+    A fake client whose transport has a real socket descriptor, so the limiter can see
+    whether bytes wait unread on it.
+    """
+
+    def __init__(self, limiter: LimitConnectionsFactory, sock: socket.socket) -> None:
+        super().__init__(limiter, v4("10.1.1.1", 40000 + sock.fileno()))
+        self.transport.fileno = sock.fileno  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def socketPair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """
+    A connected pair of UNIX stream sockets, closed afterwards.
+    """
+    pair = socket.socketpair()
+    yield pair
+    for sock in pair:
+        sock.close()
+
+
+def test_unreadRequestOnSocketPreventsReaping(
+    socketPair: tuple[socket.socket, socket.socket],
+) -> None:
+    """
+    An idle connection whose socket already holds the bytes of a next request, not read yet,
+    is not reaped; once they have been read and answered, and it is idle again, it is.
+    """
+    server, client = socketPair
+    limiter, clock = makeLimiter(1, reapIdleAfter=1)
+    served = SocketTransportClient(limiter, server)
+    clock.advance(5)
+    client.sendall(b"next request")
+    (waiting,) = connect(limiter, 1)
+    assert not served.transport.disconnecting
+    assert limiter.stats().reaped == 0
+    served.send(server.recv(100))
+    reply(served)
+    clock.advance(1 + limiter.reapPollInterval)
+    assert served.transport.disconnecting
+    served.transport.finishClose()
+    assert waiting.served is not None
+    assert limiter.stats().reaped == 1

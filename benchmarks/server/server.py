@@ -5,7 +5,10 @@ It prints C{PORT <n>} once listening, and answers the line C{stats} on stdin wit
 <json>} (the limiter's counters; empty for the bare site).
 
 Usage: python server.py bare
-       python server.py limited MAX_CONNECTIONS [REAP_IDLE_AFTER]
+       python server.py limited MAX_CONNECTIONS [OPTIONS]
+
+OPTIONS is a JSON object of keyword arguments for the limiter (C{{"minTurn": 0.02}}); the
+limiter's defaults apply to the others.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def main(argv: list[str]) -> None:
     limiter = None
     factory: object = site
     if argv[0] == "limited":
-        reap = float(argv[2]) if len(argv) > 2 else None
-        limiter = LimitConnectionsFactory(site, int(argv[1]), reapIdleAfter=reap)
+        options = json.loads(argv[2]) if len(argv) > 2 else {}
+        limiter = LimitConnectionsFactory(site, int(argv[1]), **options)
         factory = limiter
     port = reactor.listenTCP(0, factory, backlog=1024, interface="127.0.0.1")  # type: ignore[attr-defined]
     stdio.StandardIO(Control(limiter))

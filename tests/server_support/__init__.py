@@ -63,6 +63,18 @@ class FakeTransport(StringTransport):
         return self.producerState == "paused"
 
 
+QUIET: dict[str, Any] = {
+    "queueTimeout": None,
+    "idleTimeout": None,
+    "headerTimeout": None,
+    "reapIdleAfter": None,
+    "minTurn": None,
+}
+"""
+Limiter options that turn off every time-based feature (all on by default), for tests of
+something else.
+"""
+
 _DONE = Failure(ConnectionDone())
 
 
@@ -112,8 +124,14 @@ class ProbedProtocol(RecordingProtocol):
     def isReceivingRequest(self) -> bool:
         return False
 
+    def isReceivingHead(self) -> bool:
+        return False
+
     def keepAliveTimeout(self) -> float | None:
         return self.keepAlive
+
+    def endTurn(self) -> bool:
+        return False
 
 
 class RecordingFactory(Factory[RecordingProtocol]):

@@ -297,3 +297,16 @@ def runLoadgen(
     code, out, err = yield process.done
     assert code == 0, err.decode()
     return json.loads(out)
+
+
+@defer.inlineCallbacks
+def runTurnLoad(host: str, port: int, clients: int, seconds: float, mode: str) -> Any:
+    """
+    Run the keep-alive load generator (C{turnload.py}) against C{host:port}.
+
+    @return: A Deferred firing with its JSON report.
+    """
+    process = Subprocess(SUPPORT / "turnload.py", host, port, clients, seconds, mode)
+    code, out, err = yield process.done
+    assert code == 0, err.decode()
+    return json.loads(out)

@@ -1,10 +1,11 @@
 """
 Protecting a server: limits on simultaneous inbound connections that queue excess clients
-instead of dropping them, idle and slow-request timeouts, and reaping of idle keep-alive
-connections when clients wait.
+instead of dropping them, turns among clients while some wait, and idle and slow-request
+timeouts.
 
-Wrap any protocol factory::
+Wrap any protocol factory; the defaults protect (see the "Protecting a server" page)::
 
+    from twisted.internet.endpoints import serverFromString
     from twisted.web.server import Site
     from txconnpool.server import LimitConnectionsFactory, ServiceUnavailableFactory
 
@@ -12,19 +13,16 @@ Wrap any protocol factory::
         Site(resource),
         100,
         maxQueued=1000,
-        queueTimeout=30,
-        idleTimeout=60,
-        requestTimeout=10,
-        reapIdleAfter=2,
         overflowFactory=ServiceUnavailableFactory(retryAfter=5),
     )
-    reactor.listenTCP(8080, factory)
+    serverFromString(reactor, "tcp:8080").listen(factory)
 """
 
 from ._fd import checkDescriptorBudget, descriptorLimit
+from ._httpprobe import HTTPChannelProbe
 from ._limiter import LimitConnectionsFactory
 from ._overflow import ServiceUnavailableFactory, ServiceUnavailableProtocol
-from ._probe import HTTPChannelProbe, IConnectionProbe, TurnTakingProbe
+from ._probe import IConnectionProbe, TurnTakingProbe
 from ._protocol import LimitedProtocol
 from ._stats import LimiterStats, PeerStats
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import select
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorFDSet, IReadDescriptor
 from twisted.logger import Logger
@@ -89,9 +88,7 @@ class EpollDepartureWatcher:
         @return: Whether the peer of socket C{fd} has closed or reset the connection, right
             now, without reading from it.
         """
-        poller = select.poll()
-        poller.register(fd, _POLL_HANGUP)
-        return bool(poller.poll(0))
+        return hasDeparted(fd)
 
     def close(self) -> None:
         """
@@ -142,43 +139,42 @@ class EpollDepartureWatcher:
         return "EpollDepartureWatcher"
 
 
-class _Queued(Protocol):
+def hasDeparted(fd: int) -> bool:
     """
-    What L{watchQueued} needs of a queued connection.
+    @return: Whether the peer of socket C{fd} has closed or reset the connection, right now,
+        without reading from it.
     """
-
-    transport: Any
-    watchedFd: int | None
-
-    def departed(self) -> None:
-        """
-        Called when the client went away.
-        """
+    poller = select.poll()
+    poller.register(fd, _POLL_HANGUP)
+    return bool(poller.poll(0))
 
 
-def watchQueued(watcher: EpollDepartureWatcher | None, conn: _Queued) -> None:
+def hasPendingInput(fd: int) -> bool:
     """
-    Watch a queued connection's socket, if there is a watcher and the transport has one.
+    @return: Whether socket C{fd} holds bytes not read yet (or its peer has closed), right
+        now, without reading them.
     """
-    fileno = getattr(conn.transport, "fileno", None)
-    if watcher is None or fileno is None:
-        return
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | _POLL_HANGUP)
+    return bool(poller.poll(0))
+
+
+def watchDeparture(
+    watcher: EpollDepartureWatcher | None, fd: int | None, onDeparture: Callable[[], None]
+) -> bool:
+    """
+    Watch socket C{fd} for its peer's departure, if there is a watcher and a socket.
+
+    @return: Whether the socket is watched.
+    """
+    if watcher is None or fd is None or fd < 0:
+        return False
     try:
-        fd = fileno()
-        if fd >= 0:
-            watcher.watch(fd, conn.departed)
-            conn.watchedFd = fd
+        watcher.watch(fd, onDeparture)
     except OSError:
-        _log.failure("Cannot watch a queued connection ({conn})", conn=conn)
-
-
-def unwatchQueued(watcher: EpollDepartureWatcher | None, conn: _Queued) -> None:
-    """
-    Stop watching a connection's socket (it is being served, or closed).
-    """
-    fd, conn.watchedFd = conn.watchedFd, None
-    if fd is not None and watcher is not None:
-        watcher.unwatch(fd, conn.departed)
+        _log.failure("Cannot watch a queued connection's socket {fd}", fd=fd)
+        return False
+    return True
 
 
 def departureWatcherFor(reactor: object) -> EpollDepartureWatcher | None:

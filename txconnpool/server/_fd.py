@@ -292,3 +292,61 @@ class AcceptGate:
                 if room is not None and hasattr(port, "numberAccepts"):
                     port.numberAccepts = max(1, min(port.numberAccepts, room))
                 port.startReading()
+
+
+class DescriptorGuard:
+    """
+    Keeps a limiter within the descriptors it may use: the budget checked at construction, and
+    the lower one learned when an C{accept} fails for lack of descriptors, which holds until
+    descriptors have been plentiful for a while.  It pauses the listening ports, through an
+    L{AcceptGate}, while the limiter holds as many connections as the budget allows.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        ownsFactory: Callable[[object], bool],
+        budget: int | None,
+        held: Callable[[], int],
+        onShort: Callable[[], None],
+    ) -> None:
+        """
+        @param budget: The connections descriptors allow (L{None}: no known bound).
+        @param held: Says how many connections the limiter holds now.
+        @param onShort: Called after an C{accept} failed for lack of descriptors.
+        """
+        self._budget = budget
+        self._learned: int | None = None
+        self._held = held
+        self._onShort = onShort
+        self._gate = AcceptGate(reactor, ownsFactory, self._failed, self._recovered)
+
+    @property
+    def pauses(self) -> int:
+        """
+        Times the listening ports were paused.
+        """
+        return self._gate.pauses
+
+    def start(self) -> None:
+        self._gate.start()
+
+    def stop(self) -> None:
+        self._gate.stop()
+
+    def update(self) -> None:
+        """
+        Bring the ports in line with the connections held now.
+        """
+        budgets = [b for b in (self._budget, self._learned) if b is not None]
+        self._gate.setRoom(
+            min(budgets) - self._held() if budgets else None, precise=self._learned is not None
+        )
+
+    def _failed(self) -> None:
+        self._learned = self._held()
+        self._onShort()
+
+    def _recovered(self) -> None:
+        self._learned = None
+        self.update()

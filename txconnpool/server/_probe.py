@@ -1,32 +1,34 @@
 """
 What a connection limiter asks a served protocol about its state: is it between requests (so it
-may be closed without cutting anything short), is a request still arriving, and how long does it
-intend to keep an idle connection open.
+may be closed without cutting anything short), is a request still arriving, how long does it
+intend to keep an idle connection open, and will it give up its connection at the next request
+boundary when other clients wait.
 
 L{IConnectionProbe} is looked up by adaptation of the served protocol, so an application can
 give its own protocol exact answers by implementing the interface on it or by registering an
 adapter.  Protocols without one get L{TurnTakingProbe}; C{twisted.web} channels get
-L{HTTPChannelProbe}.
+L{HTTPChannelProbe<txconnpool.server.HTTPChannelProbe>}.
 """
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 from twisted.internet.interfaces import IProtocol
-from twisted.python.components import registerAdapter
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
 from zope.interface import Interface, implementer
 
 
 class IConnectionProbe(Interface):
     """
     Answers a connection limiter's questions about one served protocol.
+
+    C{isReceivingHead} and C{endTurn} were added after the others; a probe written without
+    them is used as if it answered L{False} to both.
     """
 
     def bytesReceived() -> None:
         """
-        Bytes from the client were just delivered to the protocol.
+        Bytes from the client are about to be delivered to the protocol.
         """
 
     def bytesSent() -> None:
@@ -45,10 +47,32 @@ class IConnectionProbe(Interface):
         @return: L{True} while a request has started to arrive and is not complete yet.
         """
 
+    def isReceivingHead() -> bool:
+        """
+        @return: L{True} while the head of a request (for HTTP, its request line and headers)
+            has started to arrive and is not complete yet (so C{isReceivingRequest} is L{True}
+            too; the limiter only asks then).  A protocol whose requests have no head answers
+            L{False}.
+        """
+
     def keepAliveTimeout() -> float | None:
         """
         @return: How many seconds the protocol intends to keep the connection open while it is
             idle, or L{None} if it does not say.
+        """
+
+    def endTurn() -> bool:
+        """
+        Other clients wait and this connection has had its turn: give up the connection at the
+        next request boundary.  Called at most once per connection.
+
+        The request in progress, if any, is finished and its response sent in full; the
+        protocol tells the client, as far as the protocol allows, that the connection closes
+        after it (HTTP: C{Connection: close}), and then closes the connection.  If no request
+        is in progress, the same happens after the next one.
+
+        @return: L{True} if the protocol will close the connection itself; L{False} if it
+            cannot, and the limiter should close the connection once it is idle.
         """
 
 
@@ -57,8 +81,9 @@ class TurnTakingProbe:
     """
     A probe for any protocol, assuming clients and server take turns: a request starts with
     the first byte received after the server last wrote, and ends when the server writes
-    again.  Such a protocol is always considered idle; the limiter decides from how long the
-    connection has been silent.
+    again.  The connection is idle when the server wrote last (or nothing was said yet); the
+    limiter then decides from how long the connection has been silent.  Such a protocol cannot
+    announce the end of its turn: the limiter closes it when it is idle.
     """
 
     def __init__(self) -> None:
@@ -71,104 +96,54 @@ class TurnTakingProbe:
         self._receiving = False
 
     def isIdle(self) -> bool:
-        return True
+        return not self._receiving
 
     def isReceivingRequest(self) -> bool:
         return self._receiving
 
+    def isReceivingHead(self) -> bool:
+        return False
+
     def keepAliveTimeout(self) -> None:
         return None
 
-
-_TIMEOUT = re.compile(rb"(?:^|[\s,;])timeout\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
-_BARE = re.compile(rb"^\s*(\d+(?:\.\d+)?)\s*$")
-
-
-def parseKeepAlive(values: list[bytes] | None) -> float | None:
-    """
-    Read the duration out of C{Keep-Alive} header values (C{timeout=5, max=100}, or the
-    older bare C{300}).
-
-    @return: The duration in seconds, or L{None} if no value states one.
-    """
-    for value in values or ():
-        match = _TIMEOUT.search(value) or _BARE.match(value)
-        if match is not None:
-            return float(match.group(1))
-    return None
+    def endTurn(self) -> bool:
+        return False
 
 
 @implementer(IConnectionProbe)
-class HTTPChannelProbe:
+class _CompletedProbe:
     """
-    A probe for C{twisted.web}'s HTTP/1.x channel.
-
-    The channel is idle when it holds no request (none being received, processed or answered)
-    and no partial data.  A request is arriving from the first byte of its request line until
-    its body is complete.  The keep-alive duration is the one the last response announced
-    (C{Keep-Alive: timeout=N}), else the one the last request asked for, else the channel's
-    own idle timeout (the C{timeout} of L{Site<twisted.web.server.Site>}).
-
-    After an upgrade to HTTP/2 the channel is no longer an
-    L{HTTPChannel<twisted.web.http.HTTPChannel>}; the probe then
-    answers like L{TurnTakingProbe}.
+    A probe written before C{isReceivingHead} and C{endTurn} existed, with the missing answers
+    filled in as L{False}.
     """
 
-    def __init__(self, protocol: HTTPChannel | _GenericHTTPChannelProtocol) -> None:
-        self._protocol = protocol
-        self._fallback = TurnTakingProbe()
-        self._seenRequest: object = None
-        self._keepAlive: float | None = None
-
-    def _channel(self) -> HTTPChannel | None:
-        channel = getattr(self._protocol, "_channel", self._protocol)
-        return channel if isinstance(channel, HTTPChannel) else None
+    def __init__(self, probe: Any) -> None:
+        self._probe = probe
 
     def bytesReceived(self) -> None:
-        self._fallback.bytesReceived()
+        self._probe.bytesReceived()
 
     def bytesSent(self) -> None:
-        self._fallback.bytesSent()
-        channel = self._channel()
-        if channel is None or not channel.requests:
-            return
-        request = channel.requests[0]
-        if request is self._seenRequest:
-            return
-        self._seenRequest = request
-        announced = parseKeepAlive(request.responseHeaders.getRawHeaders(b"keep-alive"))
-        if announced is None:
-            announced = parseKeepAlive(request.requestHeaders.getRawHeaders(b"keep-alive"))
-        self._keepAlive = announced
+        self._probe.bytesSent()
 
     def isIdle(self) -> bool:
-        channel = self._channel()
-        if channel is None:
-            return self._fallback.isIdle()
-        return not channel.requests and not getattr(channel, "_buffer", b"")
+        return bool(self._probe.isIdle())
 
     def isReceivingRequest(self) -> bool:
-        channel = self._channel()
-        if channel is None:
-            return self._fallback.isReceivingRequest()
-        if channel._handlingRequest:
-            return False
-        return bool(channel.requests) or bool(getattr(channel, "_buffer", b""))
+        return bool(self._probe.isReceivingRequest())
+
+    def isReceivingHead(self) -> bool:
+        method = getattr(self._probe, "isReceivingHead", None)
+        return False if method is None else bool(method())
 
     def keepAliveTimeout(self) -> float | None:
-        if self._keepAlive is not None:
-            return self._keepAlive
-        channel = self._channel()
-        if channel is None:
-            return None
-        timeOut = channel.timeOut
-        return None if timeOut is None else float(timeOut)
+        timeout: float | None = self._probe.keepAliveTimeout()
+        return timeout
 
-
-registerAdapter(HTTPChannelProbe, HTTPChannel, IConnectionProbe)  # type: ignore[no-untyped-call]
-registerAdapter(  # type: ignore[no-untyped-call]
-    HTTPChannelProbe, _GenericHTTPChannelProtocol, IConnectionProbe
-)
+    def endTurn(self) -> bool:
+        method = getattr(self._probe, "endTurn", None)
+        return False if method is None else bool(method())
 
 
 def probeFor(protocol: IProtocol) -> IConnectionProbe:
@@ -176,7 +151,9 @@ def probeFor(protocol: IProtocol) -> IConnectionProbe:
     Find the probe for a served protocol: the protocol itself if it provides
     L{IConnectionProbe}, else a registered adapter, else a new L{TurnTakingProbe}.
     """
-    probe: IConnectionProbe = IConnectionProbe(protocol, None)
+    probe: IConnectionProbe | None = IConnectionProbe(protocol, None)
     if probe is None:
-        probe = TurnTakingProbe()
+        return TurnTakingProbe()
+    if not (hasattr(probe, "isReceivingHead") and hasattr(probe, "endTurn")):
+        return _CompletedProbe(probe)
     return probe

@@ -5,20 +5,20 @@ L{LimitedProtocol} stands between the transport and whatever serves the connecti
 connection waits for a slot it keeps the transport paused, so the client's bytes stay in the
 kernel's buffer (anything a transport delivers anyway, such as data a TLS layer had already
 decrypted, is kept in order).  Once given a slot it builds the served protocol and acts as its
-transport, the way L{twisted.protocols.policies.ProtocolWrapper} does, noting traffic in both
-directions so that idle and slow connections can be found.
+transport, the way L{twisted.protocols.policies.ProtocolWrapper} does.
+
+It decides nothing: it reports what happens (arrival, traffic in both directions, departure,
+loss) to the limiter's core through L{LimiterEvents}, and does what the core asks through the
+L{ConnectionHandle} methods.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
-    IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
     IProtocol,
@@ -29,38 +29,9 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
-from ._probe import IConnectionProbe, probeFor
-
-if TYPE_CHECKING:
-    from ._limiter import LimitConnectionsFactory
-
-
-class State(enum.Enum):
-    """
-    Where a connection stands.
-    """
-
-    NEW = "new"
-    QUEUED = "queued"
-    ACTIVE = "active"
-    OVERFLOW = "overflow"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-def peerKeyOf(addr: IAddress | None) -> str | None:
-    """
-    The key the per-peer limit counts a client under: its IP address (an IPv4 address mapped
-    into IPv6 counts as the IPv4 address), or L{None} for other kinds of address.
-    """
-    if isinstance(addr, IPv6Address):
-        host = addr.host.split("%", 1)[0]
-        if host.lower().startswith("::ffff:") and "." in host:
-            return host[7:]
-        return host
-    if isinstance(addr, IPv4Address):
-        return addr.host
-    return None
+from ._fairness import idleFor
+from ._probe import IConnectionProbe
+from ._record import LimiterEvents, State
 
 
 @implementer(IProtocol, IHandshakeListener, IPushProducer)
@@ -69,6 +40,9 @@ class LimitedProtocol(Protocol):
     One accepted connection, as seen by the limiter, and the transport of the protocol that
     serves it.
 
+    Its state is kept by the limiter; the attributes below read it.
+
+    @ivar addr: The client's address.
     @ivar arrival: Order of arrival among the limiter's connections.
     @ivar peerKey: The address the per-peer limit counts this connection under.
     @ivar state: Where the connection stands.
@@ -80,29 +54,63 @@ class LimitedProtocol(Protocol):
     @ivar closingReason: Why the limiter is closing this connection, if it is.
     """
 
-    def __init__(self, limiter: LimitConnectionsFactory, addr: IAddress, arrival: int) -> None:
-        self.limiter = limiter
+    def __init__(self, events: LimiterEvents, addr: IAddress) -> None:
+        self._events = events
         self.addr = addr
-        self.arrival = arrival
-        self.peerKey = peerKeyOf(addr)
-        self.state = State.NEW
         self.served: IProtocol | None = None
-        self.probe: IConnectionProbe | None = None
-        self.lastActivity = 0.0
-        self.enqueuedAt = 0.0
-        self.closingReason: str | None = None
-        self.watchedFd: int | None = None
+        self._record = events.register(self, addr)
+        self._reporting = False
         self._pending: list[bytes] = []
         self._handshakeDone = False
-        self._timing = False
-        self._requestStart: float | None = None
-        self._timer: IDelayedCall | None = None
-        self._abortCall: IDelayedCall | None = None
         self._real: Any = None
         self._paused = False
 
     def __repr__(self) -> str:
         return f"<LimitedProtocol #{self.arrival} {self.state.value} from {self.addr}>"
+
+    # What the limiter knows about this connection.
+
+    @property
+    def arrival(self) -> int:
+        return self._record.arrival
+
+    @property
+    def peerKey(self) -> str | None:
+        return self._record.peerKey
+
+    @property
+    def state(self) -> State:
+        return self._record.state
+
+    @property
+    def probe(self) -> IConnectionProbe | None:
+        return self._record.probe
+
+    @property
+    def lastActivity(self) -> float:
+        return self._record.lastActivity
+
+    @property
+    def enqueuedAt(self) -> float:
+        return self._record.enqueuedAt
+
+    @property
+    def closingReason(self) -> str | None:
+        return self._record.closingReason
+
+    def idleFor(self, now: float) -> float | None:
+        """
+        @return: How long the connection has been idle (between requests and silent), or
+            L{None} if it is busy or already closing.
+        """
+        return idleFor(self._record, now)
+
+    def keepAliveTimeout(self) -> float | None:
+        """
+        @return: The keep-alive duration the served protocol announced, if any.
+        """
+        probe = self._record.probe
+        return None if probe is None else probe.keepAliveTimeout()
 
     def logPrefix(self) -> str:
         served = self.served
@@ -110,7 +118,7 @@ class LimitedProtocol(Protocol):
             return "LimitedProtocol"
         return f"{served.__class__.__name__} (LimitedProtocol)"
 
-    # Events from the transport.
+    # Events from the transport, reported to the limiter.
 
     def makeConnection(self, transport: ITransport) -> None:
         directlyProvides(self, providedBy(transport))
@@ -118,36 +126,33 @@ class LimitedProtocol(Protocol):
         Protocol.makeConnection(self, transport)
 
     def connectionMade(self) -> None:
-        self.limiter._arrived(self)
+        self._events.connectionArrived(self._record)
 
     def dataReceived(self, data: bytes) -> None:
         served = self.served
-        if self.state is State.ACTIVE and served is not None:
-            if self._timing:
-                self.lastActivity = self.limiter._clock.seconds()
-                served.dataReceived(data)
-                self._noteReceived()
-            else:
-                served.dataReceived(data)
-        elif served is not None:
-            served.dataReceived(data)
-        else:
+        if served is None:
             self._pending.append(data)
+        elif self._reporting:
+            events, record = self._events, self._record
+            events.dataArriving(record)
+            served.dataReceived(data)
+            events.dataDelivered(record)
+        else:
+            served.dataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """
-        Tell the served protocol first, then release the slot, so the protocol that gets the
-        slot next starts after this one has finished.
+        Tell the served protocol first, then the limiter, so the protocol that gets the slot
+        next starts after this one has finished.
         """
-        self._cancelTimers()
         served, self.served = self.served, None
         self._pending = []
+        self._reporting = False
         try:
             if served is not None:
                 served.connectionLost(reason)
         finally:
-            self.limiter._lost(self)
-            self.state = State.CLOSED
+            self._events.connectionLost(self._record)
 
     def readConnectionLost(self) -> None:
         served = self.served
@@ -169,17 +174,23 @@ class LimitedProtocol(Protocol):
         else:
             self._handshakeDone = True
 
+    def departed(self) -> None:
+        """
+        The client went away while waiting (the departure watcher saw it).
+        """
+        self._events.clientDeparted(self._record)
+
     # The transport the served protocol sees.
 
     def write(self, data: bytes) -> None:
         self._real.write(data)
-        if self._timing:
-            self._noteSent()
+        if self._reporting:
+            self._events.dataSent(self._record)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         self._real.writeSequence(data)
-        if self._timing:
-            self._noteSent()
+        if self._reporting:
+            self._events.dataSent(self._record)
 
     @property
     def disconnecting(self) -> bool:
@@ -220,31 +231,25 @@ class LimitedProtocol(Protocol):
             raise AttributeError(name)
         return getattr(self._real, name)
 
-    # Transitions, driven by the limiter.
+    # ConnectionHandle: what the limiter asks of the connection.
 
-    def enterQueue(self, now: float) -> None:
+    def enterQueue(self) -> None:
         """
         Pause the transport so nothing more is read until a slot is free.
         """
-        self.state = State.QUEUED
-        self.enqueuedAt = now
         self._paused = True
         self._real.pauseProducing()
 
-    def serve(self, protocol: IProtocol, now: float, *, timing: bool) -> None:
+    def serve(self, protocol: IProtocol, *, reportTraffic: bool) -> None:
         """
         Start serving the connection with C{protocol}: resume the transport, connect the
         protocol to this wrapper and hand it every byte that was delivered while waiting.
 
-        @param timing: Whether traffic must be timed (for idle and request deadlines, and
-            reaping).
+        @param reportTraffic: Whether to report traffic to the limiter (for its timeouts and
+            turns).
         """
-        self.state = State.ACTIVE
         self.served = protocol
-        self.lastActivity = now
-        self._timing = timing
-        if timing:
-            self.probe = probeFor(protocol)
+        self._reporting = reportTraffic
         if IHalfCloseableProtocol.providedBy(protocol):
             alsoProvides(self, IHalfCloseableProtocol)
         self._resume()
@@ -253,63 +258,38 @@ class LimitedProtocol(Protocol):
             self._handshakeDone = False
             protocol.handshakeCompleted()
         self._replay()
-        if timing:
-            self._schedule(now)
 
     def overflow(self, protocol: IProtocol | None) -> None:
         """
         Hand the connection to an overflow protocol, or close it if there is none.
         """
-        self.state = State.OVERFLOW
-        self._cancelTimers()
         if protocol is None:
             self._real.loseConnection()
             return
         self.served = protocol
+        self._reporting = False
         self._resume()
         protocol.makeConnection(cast(ITransport, self))
         self._replay()
-
-    def closeFor(self, reason: str, grace: float) -> None:
-        """
-        Close the connection on the limiter's behalf, aborting it if it has not closed after
-        C{grace} seconds (a client that does not read can hold an orderly close forever).
-        """
-        self.closingReason = reason
-        self._cancelTimer()
-        self._real.loseConnection()
-        if self.state is not State.CLOSED and self._abortCall is None:
-            self._abortCall = self.limiter._clock.callLater(grace, self._abortNow)
-
-    def departed(self) -> None:
-        """
-        The client went away while waiting; called by the departure watcher.
-        """
-        self.limiter._departed(self)
 
     def drop(self) -> None:
         """
         Close the connection at once, unread data and all.
         """
-        self._cancelTimers()
         self._real.abortConnection()
 
-    def idleFor(self, now: float) -> float | None:
+    def descriptor(self) -> int | None:
         """
-        @return: How long the connection has been idle (between requests and silent), or
-            L{None} if it is busy or already closing.
+        @return: The socket descriptor of the transport, if it has one.
         """
-        probe = self.probe
-        if self.closingReason is not None or probe is None or not probe.isIdle():
+        fileno = getattr(self._real, "fileno", None)
+        if fileno is None:
             return None
-        return now - self.lastActivity
-
-    def keepAliveTimeout(self) -> float | None:
-        """
-        @return: The keep-alive duration the served protocol announced, if any.
-        """
-        probe = self.probe
-        return None if probe is None else probe.keepAliveTimeout()
+        try:
+            fd = fileno()
+        except Exception:
+            return None
+        return fd if isinstance(fd, int) and fd >= 0 else None
 
     # Internals.
 
@@ -325,96 +305,3 @@ class LimitedProtocol(Protocol):
             if served is None or self.served is not served:
                 return
             self.dataReceived(chunk)
-
-    def _noteReceived(self) -> None:
-        probe = self.probe
-        assert probe is not None
-        probe.bytesReceived()
-        limit = self.limiter.requestTimeout
-        if limit is None:
-            return
-        if probe.isReceivingRequest():
-            if self._requestStart is None:
-                self._requestStart = self.lastActivity
-                timer = self._timer
-                deadline = self.lastActivity + limit
-                if timer is not None and timer.active() and timer.getTime() > deadline:
-                    timer.reset(limit)
-        else:
-            self._requestStart = None
-
-    def _noteSent(self) -> None:
-        probe = self.probe
-        if probe is None or self.state is not State.ACTIVE:
-            return
-        self.lastActivity = self.limiter._clock.seconds()
-        probe.bytesSent()
-        if self._requestStart is not None and not probe.isReceivingRequest():
-            self._requestStart = None
-
-    def _deadline(self) -> float | None:
-        limiter = self.limiter
-        deadlines = []
-        if limiter.idleTimeout is not None:
-            deadlines.append(self.lastActivity + limiter.idleTimeout)
-        if limiter.requestTimeout is not None and self._requestStart is not None:
-            deadlines.append(self._requestStart + limiter.requestTimeout)
-        return min(deadlines) if deadlines else None
-
-    def _schedule(self, now: float) -> None:
-        deadline = self._deadline()
-        if deadline is None:
-            return
-        self._timer = self.limiter._clock.callLater(max(0.0, deadline - now), self._check)
-
-    def _check(self) -> None:
-        """
-        Close the connection if a request has taken too long to arrive, or if it has been idle
-        too long; otherwise wait for the next deadline.
-        """
-        self._timer = None
-        if self.state is not State.ACTIVE or self.closingReason is not None:
-            return
-        limiter = self.limiter
-        probe = self.probe
-        assert probe is not None
-        now = limiter._clock.seconds()
-        receiving = probe.isReceivingRequest()
-        if not receiving:
-            self._requestStart = None
-        requestTimeout = limiter.requestTimeout
-        start = self._requestStart
-        if requestTimeout is not None and start is not None and now - start >= requestTimeout:
-            limiter._closeActive(self, "request-timeout")
-            return
-        idleTimeout = limiter.idleTimeout
-        if (
-            idleTimeout is not None
-            and now - self.lastActivity >= idleTimeout
-            and (receiving or probe.isIdle())
-        ):
-            limiter._closeActive(self, "idle")
-            return
-        deadline = self._deadline()
-        if deadline is not None and deadline <= now:
-            # Silent while the server works on a response: look again after another period.
-            assert idleTimeout is not None
-            deadline = now + idleTimeout
-        if deadline is not None:
-            self._timer = limiter._clock.callLater(deadline - now, self._check)
-
-    def _abortNow(self) -> None:
-        self._abortCall = None
-        if self.state is not State.CLOSED:
-            self._real.abortConnection()
-
-    def _cancelTimer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _cancelTimers(self) -> None:
-        self._cancelTimer()
-        abortCall, self._abortCall = self._abortCall, None
-        if abortCall is not None and abortCall.active():
-            abortCall.cancel()

@@ -5,10 +5,24 @@ doing, as immutable values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 import attrs
+
+COUNTERS = (
+    "served",
+    "overflowed",
+    "timedOutQueued",
+    "leftQueued",
+    "reaped",
+    "idleClosed",
+    "requestTimedOut",
+    "headerTimedOut",
+)
+"""
+The counters of L{LimiterStats} a limiter's core keeps itself.
+"""
 
 
 def _frozenMapping(value: Mapping[str, PeerStats]) -> Mapping[str, PeerStats]:
@@ -51,6 +65,10 @@ class LimiterStats:
     @ivar idleClosed: Served connections closed after C{idleTimeout} without traffic.
     @ivar requestTimedOut: Served connections closed because a request took longer than
         C{requestTimeout} to arrive (slow senders).
+    @ivar headerTimedOut: Served connections closed because the head of a request took longer
+        than C{headerTimeout} to arrive (slow senders).
+    @ivar turnsEnded: Served connections asked to give up their slot at their next request
+        boundary because clients were waiting.
     @ivar acceptPauses: Times the listening ports were paused because descriptors ran short.
     @ivar peers: Current counts per peer address (IP connections only), for addresses that
         hold at least one connection.
@@ -70,3 +88,24 @@ class LimiterStats:
     requestTimedOut: int
     acceptPauses: int
     peers: Mapping[str, PeerStats] = attrs.field(converter=_frozenMapping, factory=dict)
+    headerTimedOut: int = 0
+    turnsEnded: int = 0
+
+
+def peerCounts(
+    active: Mapping[str, int], queued: Iterable[str], countQueued: Callable[[str], int]
+) -> dict[str, PeerStats]:
+    """
+    @param active: The connections served per peer address, for addresses with any.
+    @param queued: The addresses with waiting connections.
+    @param countQueued: Says how many connections of an address wait.
+
+    @return: The counts of every address holding a connection.
+    """
+    peers = {
+        key: PeerStats(active=count, queued=countQueued(key)) for key, count in active.items()
+    }
+    for key in queued:
+        if key not in peers:
+            peers[key] = PeerStats(active=0, queued=countQueued(key))
+    return peers
