@@ -1,14 +1,10 @@
 """
 The core of a pool: its requests, and the one step that brings them to connections.
 
-L{PoolCore} owns the queue of waiting requests and the requests in flight, and holds the
-pool's L{Connections} (the connections' state) and L{Housekeeper} (their timers). Its entry
-points are the events of a request's life: submitted, sent, settled by the protocol, timed
-out, cancelled. After each, and whenever the connections change, L{PoolCore._dispatch} hands
-waiting requests to connections, first in, first out, and opens connections within
-C{maxClients}. Dispatch is a loop: callbacks that re-enter the core meanwhile mark work and
-return, and the loop does it, so 100,000 queued requests whose callbacks release
-synchronously do not recurse.
+L{PoolCore} owns the queue of waiting requests and holds the pool's L{Connections}, its
+L{Housekeeper} and its L{Sender}. After every event, L{PoolCore._dispatch} hands waiting
+requests to connections, first in, first out, and opens connections within C{maxClients}:
+a loop, which callbacks re-entering the core never recurse into.
 """
 
 from __future__ import annotations
