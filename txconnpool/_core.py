@@ -132,9 +132,7 @@ class PoolCore:
         self._dispatching = False
 
     def start(self) -> None:
-        """
-        The pool was made: open the C{minClients} connections.
-        """
+        """The pool was made: open the C{minClients} connections."""
         self._dispatch()
 
     def refuse(self, error: Exception) -> Deferred[Any]:
@@ -483,9 +481,7 @@ class PoolCore:
     # Descriptions
 
     def counts(self) -> str:
-        """
-        @return: The pool's counts, for messages.
-        """
+        """@return: The pool's counts, for messages."""
         connections = self.connections
         return (
             f"{connections.busy} busy, {len(connections.idle)} idle, "
