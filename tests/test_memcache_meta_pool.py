@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import inspect
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 
 from txconnpool.errors import PoolClosedError, ServerUnavailableError
+from txconnpool.interfaces import ICancellableRequests
 from txconnpool.memcache import MemCachePool, MetaMemCachePool
 from txconnpool.memcache.meta import MetaProtocolUnsupportedError
 from txconnpool.testing import FakeConnectAttempt, FakeEndpoint
@@ -181,4 +182,27 @@ def test_invalidKeyOfGetOrComputeSendsNothing() -> None:
     d: Deferred[bytes] = pool.getOrCompute(b"bad key", lambda: b"v", 60)
     failureOf(d, ValueError)
     assert endpoint.attempts == []
+    resultOf(pool.close())
+
+
+def test_cancelledRequestInFlightDropsItsConnection() -> None:
+    """
+    The meta protocol settles its own requests (ICancellableRequests): cancelling a request
+    in flight fails it with CancelledError and the pool discards its connection.
+    """
+    assert ICancellableRequests.implementedBy(MetaMemCachePool.clientFactory.protocol)
+    clock = FakeReactor()
+    endpoint = FakeEndpoint(clock)
+    pool = MetaMemCachePool(endpoint, maxClients=1, reactor=clock)
+    d = pool.get(b"k")
+    attempt = endpoint.attempts[0]
+    probed(attempt)
+    assert attempt.transport is not None
+    assert attempt.transport.value() == b"mg k O2 v f\r\n"
+    d.cancel()
+    failureOf(d, CancelledError)
+    clock.advance(0)
+    assert attempt.transport.lost
+    stats = pool.poolStats()
+    assert (stats.busy, stats.idle, stats.discarded.cancelled) == (0, 0, 1)
     resultOf(pool.close())

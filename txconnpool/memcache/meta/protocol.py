@@ -47,7 +47,9 @@ from typing import Any, Literal, TypeVar, overload
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
+from txconnpool.interfaces import ICancellableRequests
 from txconnpool.memcache import _validate as _v
 from txconnpool.memcache.errors import InvalidRequestError, InvalidTypeError
 from txconnpool.memcache.meta._batches import MultiGet
@@ -77,6 +79,7 @@ Key = bytes | str
 
 _K = TypeVar("_K", bound=Key)
 
+@implementer(ICancellableRequests)
 class MetaMemCacheProtocol(MetaKeyCommands, MetaStorage, LeaseCommands):
     """
     A memcached client speaking the meta protocol; see the module docstring.
