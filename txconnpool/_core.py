@@ -198,10 +198,9 @@ class PoolCore:
         request = Request(method, args, kwargs, self._canceller)
         request.queuedAt = now
         request.origin = origin
-        request.waiting = True
         self.waiters[request] = None
         self._dispatch()
-        if request.waiting:
+        if request in self.waiters:
             self.requestsWaited += 1
             timeout = self._options.acquireTimeout
             if timeout is not None:
@@ -259,7 +258,6 @@ class PoolCore:
             address=self._address,
             txconnpoolEvent="retry",
         )
-        request.waiting = True
         self.waiters[request] = None
         self.waiters.move_to_end(request, last=False)
         timeout = self._options.acquireTimeout
@@ -308,7 +306,7 @@ class PoolCore:
             request.timer.cancel()
             request.timer = None
         flight = request.flight
-        if request.waiting:
+        if request in self.waiters:
             self._dequeue(request)
         elif flight is not None:
             _unlink(request)
@@ -319,7 +317,6 @@ class PoolCore:
         Forget a waiting request that was cancelled or timed out, and cancel a connection
         attempt that no request needs any more.
         """
-        request.waiting = False
         del self.waiters[request]
         connections = self.connections
         connecting = connections.connecting
@@ -335,7 +332,7 @@ class PoolCore:
         A request waited C{acquireTimeout} seconds for a connection.
         """
         request.timer = None
-        if request.done or not request.waiting:
+        if request.done or request not in self.waiters:
             return
         request.done = True
         self._dequeue(request)
@@ -377,7 +374,6 @@ class PoolCore:
         waiters = list(self.waiters)
         self.waiters.clear()
         for request in waiters:
-            request.waiting = False
             if not request.done:
                 self._settle(request, Failure(makeError()))
 
@@ -444,7 +440,6 @@ class PoolCore:
             else:
                 return
             waiters.popitem(last=False)
-            request.waiting = False
             self._assign(request, connection, now)
 
     def _canServe(self) -> bool:

@@ -40,13 +40,12 @@ class Request(Deferred[Any]):
     @ivar retried: Whether this is the second sending of a request whose connection had
         been closed before any reply.
     @ivar origin: For a checkout under leak detection, the stack where it was made.
-    @ivar waiting: Whether the request is in the pool's queue.
     @ivar flight: The request in flight, once it was sent.
     @ivar done: Whether the request has been, or is being, fired or cancelled.
     """
 
     __slots__ = ("args", "done", "flight", "kwargs", "method", "origin", "queuedAt",
-                 "retried", "timer", "waiting")
+                 "retried", "timer")
 
     def __init__(
         self,
@@ -63,7 +62,6 @@ class Request(Deferred[Any]):
         self.timer: Any = None
         self.retried = False
         self.origin: str | None = None
-        self.waiting = False
         self.flight: Flight | None = None
         self.done = False
 
