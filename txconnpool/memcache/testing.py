@@ -34,15 +34,15 @@ __all__ = ["FakeMemcached", "MemcachedProcess", "freePort"]
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import threading
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamClientEndpoint
 
+from txconnpool._serverprocess import launch
+from txconnpool._serverprocess import stop as stopProcess
 from txconnpool.memcache._fakeserver import FakeMemcacheServerFactory
 from txconnpool.memcache._fakestore import FakeStore
 from txconnpool.memcache._memorytransport import MemoryEndpoint
@@ -222,21 +222,7 @@ class MemcachedProcess:
         else:
             args += ["-l", str(self.host), "-p", str(self.port)]
         args += list(self.extraArgs)
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert self.process.stderr is not None
-        log = self.logPath.open("wb")
-        for line in self.process.stderr:
-            log.write(line)
-            if b"server listening" in line:
-                break
-        else:
-            log.close()
-            code = self.process.wait()
-            raise RuntimeError(
-                f"memcached exited with {code} before listening; see {self.logPath}"
-            )
-        threading.Thread(target=_drain, args=(self.process.stderr, log), daemon=True).start()
+        self.process = launch(args, self.logPath, b"server listening", "memcached", "stderr")
 
     @property
     def pid(self) -> int:
@@ -256,21 +242,5 @@ class MemcachedProcess:
         """
         Stop the server by its PID and wait for it to exit.
         """
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGCONT)
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stopProcess(self.process)
 
-
-def _drain(stream: IO[bytes], log: IO[bytes]) -> None:
-    """
-    Copy what memcached prints into its log, so its pipe never fills.
-    """
-    with log:
-        for line in stream:
-            log.write(line)

@@ -18,12 +18,11 @@ __all__ = ["RedisProcess"]
 
 import os
 import shutil
-import signal
 import subprocess
-import threading
 from pathlib import Path
-from typing import IO
 
+from .._serverprocess import launch
+from .._serverprocess import stop as stopProcess
 from ..memcache.testing import freePort
 
 
@@ -82,22 +81,9 @@ class RedisProcess:
         if self.password is not None:
             args += ["--requirepass", self.password]
         args += list(self.extraArgs)
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        self.process = launch(
+            args, self.logPath, b"Ready to accept connections", "redis-server", "stdout"
         )
-        assert self.process.stdout is not None
-        log = self.logPath.open("ab")
-        for line in self.process.stdout:
-            log.write(line)
-            if b"Ready to accept connections" in line:
-                break
-        else:
-            log.close()
-            code = self.process.wait()
-            raise RuntimeError(
-                f"redis-server exited with {code} before it was ready; see {self.logPath}"
-            )
-        threading.Thread(target=_drain, args=(self.process.stdout, log), daemon=True).start()
 
     @property
     def pid(self) -> int:
@@ -117,21 +103,5 @@ class RedisProcess:
         """
         Stop the server by its PID and wait for it to exit.
         """
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGCONT)
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stopProcess(self.process)
 
-
-def _drain(stream: IO[bytes], log: IO[bytes]) -> None:
-    """
-    Copy what redis-server prints into its log, so its pipe never fills.
-    """
-    with log:
-        for line in stream:
-            log.write(line)
